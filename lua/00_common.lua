@@ -1,0 +1,162 @@
+-- 00_common.lua -- helpers shared by every Function of the switchboard library.
+--
+-- KEYS:   none (this file registers no Function).
+-- ARGV:   none.
+-- Return: nothing; it defines the sb_common_* locals that the files sorted
+--         after it use (all lua/*.lua are concatenated into one library, so a
+--         top-level local here is visible to every later file).
+-- Invariant: every key name is built here and only here, so the schema written
+--         in docs/redis-keys.md has exactly one implementation. Every Function
+--         validates all of its input before its first write, because Redis does
+--         not roll back the writes of a script that fails half-way.
+--
+-- Key schema (P = prefix, ARGV[1] of every Function):
+--   P{sock:<sid>}             HASH id, nsp, user, node, transport, connected_at
+--   P{sock:<sid>}:rooms       SET  rooms joined explicitly plus "user:<uid>"
+--   P{room:<nsp>:<room>}      SET  socket ids
+--   P{ns:<nsp>}:rooms         SET  room names of <nsp> with at least one member
+--   P{user:<uid>}:sockets     SET  socket ids of the user (all namespaces)
+--   P{node:<node>}:sockets    SET  socket ids connected through the node
+--   Pevents                   STREAM connect / disconnect / event entries
+
+-- Upper bound on sockets handled by one sb_node_sockets_purge call: a Function
+-- blocks the whole server while it runs, so big purges are done in slices.
+local SB_COMMON_PURGE_MAX = 10000
+
+local function sb_common_sock_key(p, sid)
+    return p .. '{sock:' .. sid .. '}'
+end
+
+local function sb_common_sock_rooms_key(p, sid)
+    return p .. '{sock:' .. sid .. '}:rooms'
+end
+
+local function sb_common_room_key(p, nsp, room)
+    return p .. '{room:' .. nsp .. ':' .. room .. '}'
+end
+
+local function sb_common_ns_rooms_key(p, nsp)
+    return p .. '{ns:' .. nsp .. '}:rooms'
+end
+
+local function sb_common_user_sockets_key(p, uid)
+    return p .. '{user:' .. uid .. '}:sockets'
+end
+
+local function sb_common_node_sockets_key(p, node)
+    return p .. '{node:' .. node .. '}:sockets'
+end
+
+local function sb_common_events_key(p)
+    return p .. 'events'
+end
+
+-- The room every socket of user <uid> is in (CONTRACT section 2).
+local function sb_common_user_room(uid)
+    return 'user:' .. uid
+end
+
+-- Raises an error reply; nothing has been written when the callers use it.
+local function sb_common_fail(fn, msg)
+    error({err = 'ERR ' .. fn .. ': ' .. msg})
+end
+
+-- Returns args[i] when it is a non-empty string, else fails naming the argument.
+local function sb_common_str(fn, args, i, name)
+    local v = args[i]
+    if type(v) ~= 'string' or v == '' then
+        sb_common_fail(fn, 'ARGV[' .. i .. '] (' .. name .. ') must be a non-empty string')
+    end
+    return v
+end
+
+-- Returns args[i] (kept as its decimal text: Lua numbers would print large
+-- millisecond values as 1.7e+12) when it is an unsigned decimal integer.
+local function sb_common_uint(fn, args, i, name)
+    local v = args[i]
+    if type(v) ~= 'string' or not string.match(v, '^%d+$') or #v > 18 then
+        sb_common_fail(fn, 'ARGV[' .. i .. '] (' .. name .. ') must be an unsigned decimal integer')
+    end
+    return v
+end
+
+-- Like sb_common_uint, and at least 1 (stream MAXLEN, counts).
+local function sb_common_posint(fn, args, i, name)
+    local v = sb_common_uint(fn, args, i, name)
+    if tonumber(v) < 1 then
+        sb_common_fail(fn, 'ARGV[' .. i .. '] (' .. name .. ') must be at least 1')
+    end
+    return v
+end
+
+-- A namespace is "/" or "/name" and never contains ':' (it is part of room
+-- keys, where a ':' would make P{room:<nsp>:<room>} ambiguous).
+local function sb_common_nsp(fn, args, i)
+    local v = sb_common_str(fn, args, i, 'namespace')
+    if string.sub(v, 1, 1) ~= '/' or string.find(v, ':', 1, true) then
+        sb_common_fail(fn, 'ARGV[' .. i .. '] (namespace) must start with / and contain no :')
+    end
+    return v
+end
+
+-- The caller names the keys it knows up front in KEYS (for Redis Cluster);
+-- a mismatch with the key derived here is a caller bug, refused before writing.
+local function sb_common_expect_key(fn, keys, i, expected)
+    if keys[i] ~= expected then
+        sb_common_fail(fn, 'KEYS[' .. i .. '] must be ' .. expected)
+    end
+end
+
+-- Adds sid to the room's member set and the room to its namespace's room list.
+local function sb_common_room_add(p, nsp, room, sid)
+    redis.call('SADD', sb_common_room_key(p, nsp, room), sid)
+    redis.call('SADD', sb_common_ns_rooms_key(p, nsp), room)
+end
+
+-- Removes sid from the room's member set; a room without members leaves the
+-- namespace's room list (Redis already deleted the empty set itself).
+local function sb_common_room_remove(p, nsp, room, sid)
+    local key = sb_common_room_key(p, nsp, room)
+    redis.call('SREM', key, sid)
+    if redis.call('SCARD', key) == 0 then
+        redis.call('SREM', sb_common_ns_rooms_key(p, nsp), room)
+    end
+end
+
+-- Appends one entry with the CONTRACT section 4 fields, in that order, plus
+-- the extra field (auth for connect, reason for disconnect).
+local function sb_common_xadd(p, maxlen, etype, nsp, sid, uid, node, ts, extra_name, extra_value)
+    return redis.call('XADD', sb_common_events_key(p), 'MAXLEN', '~', maxlen, '*',
+        'type', etype, 'namespace', nsp, 'socket', sid, 'user', uid,
+        'event', '', 'args', '[]', 'ack_id', '', 'node', node, 'ts', ts,
+        extra_name, extra_value)
+end
+
+-- Removes every trace of socket sid and writes its disconnect entry.
+-- Returns 0 (and writes nothing) when the socket hash does not exist, else 1.
+local function sb_common_disconnect(p, sid, reason, ts, maxlen)
+    local sock = sb_common_sock_key(p, sid)
+    if redis.call('EXISTS', sock) == 0 then
+        return 0
+    end
+    local f = redis.call('HMGET', sock, 'nsp', 'user', 'node')
+    local nsp = f[1] or ''
+    local uid = f[2] or ''
+    local node = f[3] or ''
+    local rooms_key = sb_common_sock_rooms_key(p, sid)
+    if nsp ~= '' then
+        local rooms = redis.call('SMEMBERS', rooms_key)
+        for _, room in ipairs(rooms) do
+            sb_common_room_remove(p, nsp, room, sid)
+        end
+    end
+    if uid ~= '' then
+        redis.call('SREM', sb_common_user_sockets_key(p, uid), sid)
+    end
+    if node ~= '' then
+        redis.call('SREM', sb_common_node_sockets_key(p, node), sid)
+    end
+    redis.call('DEL', sock, rooms_key)
+    sb_common_xadd(p, maxlen, 'disconnect', nsp, sid, uid, node, ts, 'reason', reason)
+    return 1
+end
