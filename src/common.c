@@ -1,0 +1,300 @@
+/*
+ * common.c — error names, capped growable buffers, base64, clocks and random
+ * ids (see include/switchboard/common.h).
+ */
+#include "switchboard/common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+const char *sb_strerror(int err)
+{
+    switch (err) {
+    case SB_OK:
+        return "ok";
+    case SB_ENOMEM:
+        return "out of memory";
+    case SB_ETOOBIG:
+        return "too big";
+    case SB_EPROTO:
+        return "protocol error";
+    case SB_EINVAL:
+        return "invalid argument";
+    case SB_ENOTFOUND:
+        return "not found";
+    case SB_EIO:
+        return "i/o error";
+    case SB_EAGAIN:
+        return "try again";
+    default:
+        return "unknown error";
+    }
+}
+
+void sb_buf_init(sb_buf_t *b, size_t max)
+{
+    b->base = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void sb_buf_free(sb_buf_t *b)
+{
+    free(b->base);
+    b->base = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+int sb_buf_reserve(sb_buf_t *b, size_t extra)
+{
+    size_t max = b->max ? b->max : SIZE_MAX;
+    if (extra > max || b->len > max - extra)
+        return SB_ETOOBIG;
+    size_t need = b->len + extra;
+    if (need <= b->cap)
+        return 0;
+    /* Grow geometrically to keep appends amortised O(1), but never allocate
+     * beyond the cap: a capped buffer must not hold more memory than it may use. */
+    size_t ncap = b->cap ? b->cap : 64;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) {
+            ncap = need;
+            break;
+        }
+        ncap *= 2;
+    }
+    if (ncap > max)
+        ncap = max;
+    char *p = realloc(b->base, ncap);
+    if (p == NULL)
+        return SB_ENOMEM;
+    b->base = p;
+    b->cap = ncap;
+    return 0;
+}
+
+int sb_buf_append(sb_buf_t *b, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    int rc = sb_buf_reserve(b, len);
+    if (rc != 0)
+        return rc;
+    memcpy(b->base + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+int sb_buf_append_str(sb_buf_t *b, const char *s)
+{
+    return sb_buf_append(b, s, strlen(s));
+}
+
+int sb_buf_append_char(sb_buf_t *b, char c)
+{
+    return sb_buf_append(b, &c, 1);
+}
+
+int sb_buf_append_u64(sb_buf_t *b, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return sb_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+int sb_buf_append_i64(sb_buf_t *b, int64_t v)
+{
+    char tmp[21];
+    size_t i = sizeof(tmp);
+    /* Negate in unsigned arithmetic so INT64_MIN does not overflow. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[--i] = '-';
+    return sb_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+int sb_buf_append_json_str(sb_buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t start = b->len;
+    int rc = sb_buf_append_char(b, '"');
+    size_t run = 0; /* bytes of s[i - run .. i) still to copy verbatim */
+    for (size_t i = 0; rc == 0 && i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[6];
+        size_t esclen = 0;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            esclen = 2;
+        } else if (c < 0x20) {
+            esc[0] = '\\';
+            esclen = 2;
+            switch (c) {
+            case '\b': esc[1] = 'b'; break;
+            case '\f': esc[1] = 'f'; break;
+            case '\n': esc[1] = 'n'; break;
+            case '\r': esc[1] = 'r'; break;
+            case '\t': esc[1] = 't'; break;
+            default:
+                esc[1] = 'u';
+                esc[2] = '0';
+                esc[3] = '0';
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 0xf];
+                esclen = 6;
+            }
+        } else {
+            /* Bytes >= 0x80 pass through: the input is UTF-8 and JSON allows it raw. */
+            run++;
+            continue;
+        }
+        rc = sb_buf_append(b, s + i - run, run);
+        run = 0;
+        if (rc == 0)
+            rc = sb_buf_append(b, esc, esclen);
+    }
+    if (rc == 0)
+        rc = sb_buf_append(b, s + len - run, run);
+    if (rc == 0)
+        rc = sb_buf_append_char(b, '"');
+    if (rc != 0)
+        b->len = start; /* all or nothing, as every other append */
+    return rc;
+}
+
+char *sb_buf_steal(sb_buf_t *b)
+{
+    char *p = b->base;
+    b->base = NULL;
+    b->len = 0;
+    b->cap = 0;
+    return p;
+}
+
+static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t sb_base64_encoded_len(size_t n)
+{
+    return (n + 2) / 3 * 4;
+}
+
+void sb_base64_encode(const void *in, size_t n, char *out)
+{
+    const unsigned char *p = in;
+    size_t o = 0, i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = b64_alphabet[v >> 18];
+        out[o++] = b64_alphabet[(v >> 12) & 63];
+        out[o++] = b64_alphabet[(v >> 6) & 63];
+        out[o++] = b64_alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        out[o++] = b64_alphabet[v >> 18];
+        out[o++] = b64_alphabet[(v >> 12) & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        out[o++] = b64_alphabet[v >> 18];
+        out[o++] = b64_alphabet[(v >> 12) & 63];
+        out[o++] = b64_alphabet[(v >> 6) & 63];
+        out[o++] = '=';
+    }
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int sb_base64_decode(const char *in, size_t len, void *out, size_t *outlen)
+{
+    unsigned char *o = out;
+    size_t n = 0;
+    /* Padding is only meaningful on a whole number of quanta; partial padding
+     * ("AQ=") is as malformed as padding in the middle. */
+    if (len % 4 == 0 && len > 0 && in[len - 1] == '=') {
+        len--;
+        if (in[len - 1] == '=')
+            len--;
+    }
+    if (len % 4 == 1)
+        return SB_EPROTO;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_value((unsigned char)in[i]);
+        if (v < 0)
+            return SB_EPROTO;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            o[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    *outlen = n;
+    return 0;
+}
+
+uint64_t sb_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t sb_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void sb_random_id(char *out, size_t n)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char rnd[64];
+    size_t done = 0;
+    while (done < n) {
+        size_t want = n - done < sizeof(rnd) ? n - done : sizeof(rnd);
+        ssize_t got = getrandom(rnd, want, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            /* A session id from a broken CSPRNG would be guessable; there is
+             * no safe way to go on. */
+            abort();
+        }
+        /* 64 divides 256, so masking keeps the distribution uniform. */
+        for (size_t i = 0; i < (size_t)got; i++)
+            out[done++] = alphabet[rnd[i] & 63];
+    }
+}
