@@ -1,0 +1,24 @@
+/*
+ * bus.h — the cross-node broadcast stream `<prefix>bus`.
+ *
+ * Every worker of every node reads the whole stream with XREAD BLOCK (COUNT
+ * bus_count) from the id it last processed and applies each entry to its own
+ * sockets (session.h). Entry format (CONTRACT §4):
+ *   XADD <prefix>bus * op <emit|join|leave|disconnect|ack> msg <JSON>
+ * A malformed entry is logged and skipped; it never stops the reader.
+ * On (re)connect the reader resumes after the last id it processed; at first
+ * start it begins at the stream's current end.
+ */
+#ifndef SWITCHBOARD_BUS_H
+#define SWITCHBOARD_BUS_H
+
+#include <stddef.h>
+#include "switchboard/server.h"
+
+/* Called by the bus connection's state callback. */
+void sb_bus_on_state(sb_worker_t *w, int connected);
+
+/* Applies one entry (fields as name/value pairs). Exposed for tests. */
+int sb_bus_apply(sb_worker_t *w, const char *op, size_t oplen, const char *msg, size_t msglen);
+
+#endif

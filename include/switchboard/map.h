@@ -1,0 +1,39 @@
+/*
+ * map.h — a string-keyed hash map (open addressing, linear probing,
+ * tombstones, grows at 70% load) mapping a byte string to a void*. Keys are
+ * copied into the map; values are not owned. Used for per-thread indexes
+ * (sid -> connection, socket id -> socket, room -> member list). Not
+ * thread-safe: one owner thread.
+ */
+#ifndef SWITCHBOARD_MAP_H
+#define SWITCHBOARD_MAP_H
+
+#include <stddef.h>
+
+typedef struct sb_map_entry {
+    char *key; /* NULL empty; (char*)1 tombstone; else malloc'd key (NUL-terminated copy) */
+    size_t keylen;
+    size_t hash;
+    void *value;
+} sb_map_entry_t;
+
+typedef struct sb_map {
+    sb_map_entry_t *entries;
+    size_t cap;   /* power of two or 0 */
+    size_t count; /* live entries */
+    size_t used;  /* live + tombstones */
+} sb_map_t;
+
+void sb_map_init(sb_map_t *m);
+/* Frees the map's storage and key copies (not the values). */
+void sb_map_free(sb_map_t *m);
+/* Returns the value or NULL. */
+void *sb_map_get(const sb_map_t *m, const char *key, size_t keylen);
+/* Inserts or replaces. Returns 0 or SB_ENOMEM (map unchanged). */
+int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value);
+/* Removes and returns the old value (NULL when absent). */
+void *sb_map_del(sb_map_t *m, const char *key, size_t keylen);
+/* Iteration: for (size_t i = 0; sb_map_next(m, &i, &e);) … ; do not insert while iterating (deleting the current entry is allowed). */
+int sb_map_next(const sb_map_t *m, size_t *iter, const sb_map_entry_t **out);
+
+#endif

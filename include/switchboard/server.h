@@ -1,0 +1,125 @@
+/*
+ * server.h — the process and its worker threads.
+ *
+ * One sb_server_t per process: read-only configuration, the node id, the
+ * Redis address, and the workers. One sb_worker_t per thread: an h2o evloop,
+ * its own SO_REUSEPORT listeners, its own Redis connections (commands and the
+ * blocking bus reader), and every Engine.IO/Socket.IO connection it owns.
+ * Workers share nothing but read-only config; the only cross-thread traffic is
+ * sb_worker_post (used for long-polling requests that land on a thread other
+ * than the one owning the session).
+ *
+ * Lifecycle: main() calls sb_server_init, sb_server_start (threads run),
+ * waits for a signal, sb_server_stop, sb_server_free.
+ */
+#ifndef SWITCHBOARD_SERVER_H
+#define SWITCHBOARD_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <h2o.h>
+#include "switchboard/common.h"
+#include "switchboard/config.h"
+#include "switchboard/map.h"
+#include "switchboard/redis.h"
+#include "switchboard/ws.h"
+
+#define SB_NODE_ID_LEN 12
+#define SB_SID_LEN 20
+
+typedef struct sb_server sb_server_t;
+typedef struct sb_worker sb_worker_t;
+
+/* Per-thread counters (only the owner writes; readers may see stale values). */
+typedef struct sb_worker_stats {
+    atomic_ulong connections; /* open Engine.IO connections */
+    atomic_ulong sockets;     /* connected Socket.IO sockets */
+    atomic_ulong events_in;
+    atomic_ulong events_out;
+    atomic_ulong bus_entries;
+    atomic_ulong dropped;
+} sb_worker_stats_t;
+
+struct sb_worker {
+    unsigned idx;
+    sb_server_t *server;
+    const sb_config_t *cfg;
+    pthread_t tid;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t **listeners;
+    size_t nlisteners;
+
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t receiver;
+
+    sb_ws_ctx_t *ws;
+    sb_redis_t *cmd; /* pipelined commands (FCALL, XADD) */
+    sb_redis_t *bus; /* blocking XREAD of the bus */
+
+    /* timeouts (h2o 2.2.5 timeouts have one duration each) */
+    h2o_timeout_t ping_interval_to;
+    h2o_timeout_t ping_timeout_to;
+    h2o_timeout_t connect_to;
+    h2o_timeout_t upgrade_to;
+    h2o_timeout_t ack_to;
+    h2o_timeout_t tick_to; /* 1 s housekeeping */
+    h2o_timeout_entry_t tick;
+    uint64_t ticks;
+
+    sb_map_t conns;   /* Engine.IO sid -> sb_eio_conn */
+    sb_map_t sockets; /* Socket.IO socket id -> sb_socket */
+    sb_map_t rooms;   /* "<nsp>\0<room>" -> sb_room; room "" of a namespace = every socket of it */
+
+    uint64_t emit_seq; /* dedupe marker for fan-out */
+
+    /* bus reader state */
+    char bus_last_id[48];
+    int bus_reading;
+    int bus_ready; /* last id known, reading */
+
+    sb_worker_stats_t stats;
+    atomic_int stop;
+};
+
+struct sb_server {
+    sb_config_t *cfg;
+    sb_redis_addr_t redis_addr;
+    char redis_url[512];
+    char node_id[SB_NODE_ID_LEN + 1];
+    h2o_globalconf_t globalconf;
+    sb_worker_t **workers;
+    unsigned nworkers;
+    int *listen_fds; /* one per (worker, listen address) */
+    atomic_int draining;
+    uint64_t started_at_ms;
+};
+
+/* Prepares the server: h2o configuration, handlers, node id, listeners.
+ * Returns 0 or an SB_E* code with *why set. */
+int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, const char **why);
+/* Starts one thread per worker. */
+int sb_server_start(sb_server_t *s);
+/* Asks every worker to stop and joins them. */
+void sb_server_stop(sb_server_t *s);
+void sb_server_free(sb_server_t *s);
+
+/* Runs fn(w, arg) on worker `target`'s thread: directly when called from
+ * that thread, else through its message queue (fn runs later, from its loop).
+ * Never fails (aborts on allocation failure, as a lost message would corrupt state). */
+void sb_worker_post(sb_worker_t *target, void (*fn)(sb_worker_t *w, void *arg), void *arg);
+
+/* The worker owning a session id (its first character encodes the index), or NULL. */
+sb_worker_t *sb_server_worker_for_sid(sb_server_t *s, const char *sid, size_t len);
+
+/* A new random id of SB_SID_LEN characters whose first character encodes w->idx; NUL-terminated. */
+void sb_worker_new_sid(sb_worker_t *w, char out[SB_SID_LEN + 1]);
+
+/* 1 when this worker's Redis command connection is up and the server not draining. */
+int sb_worker_ready(sb_worker_t *w);
+
+/* Builds "<prefix><suffix>" into out (NUL-terminated); returns its length, or 0 when it does not fit. */
+size_t sb_key(const sb_worker_t *w, char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif

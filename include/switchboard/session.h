@@ -1,0 +1,35 @@
+/*
+ * session.h — the Socket.IO 5 layer: namespaces, sockets, CONNECT (anonymous
+ * for now: user id = socket id), EVENT/ACK both ways, binary attachments,
+ * CONNECT_ERROR, DISCONNECT, the connect timeout, and the per-thread room
+ * index used for fan-out.
+ *
+ * Called by the engine (hooks below) and by the bus (sb_session_apply_*).
+ * Every socket is owned by the worker that owns its Engine.IO connection.
+ */
+#ifndef SWITCHBOARD_SESSION_H
+#define SWITCHBOARD_SESSION_H
+
+#include <jansson.h>
+#include "switchboard/engine.h"
+#include "switchboard/server.h"
+
+/* Engine hooks. */
+void sb_session_on_open(sb_eio_conn_t *c);
+/* A complete MESSAGE: text (binary = 0, without the leading '4') or a binary attachment. */
+void sb_session_on_message(sb_eio_conn_t *c, int binary, const char *data, size_t len);
+/* The connection closed with `reason`; the session frees its sockets. */
+void sb_session_on_close(sb_eio_conn_t *c, const char *reason);
+
+/* Bus operations applied to this worker's own sockets. `msg` is the parsed
+ * JSON of the bus entry. Return 0, or SB_EINVAL with *why for a malformed msg. */
+int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why);
+int sb_session_apply_join(sb_worker_t *w, json_t *msg, int join, const char **why);
+int sb_session_apply_disconnect(sb_worker_t *w, json_t *msg, const char **why);
+int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why);
+
+/* Per-worker init/teardown of the room index. */
+void sb_session_worker_init(sb_worker_t *w);
+void sb_session_worker_free(sb_worker_t *w);
+
+#endif

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Quick start: installs what is missing, builds, and runs switchboard on
+# 127.0.0.1:8080 with its embedded Redis. Extra arguments go to switchboard
+# (try --help).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_E2E=OFF >/dev/null
+cmake --build build -j"$(nproc)" --target switchboard >/dev/null
+exec build/switchboard "$@"

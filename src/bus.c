@@ -1,0 +1,155 @@
+/*
+ * bus.c — reading `<prefix>bus` and applying its entries (see include/switchboard/bus.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "switchboard/bus.h"
+#include "switchboard/log.h"
+#include "switchboard/session.h"
+
+static void read_next(sb_worker_t *w);
+
+int sb_bus_apply(sb_worker_t *w, const char *op, size_t oplen, const char *msg, size_t msglen)
+{
+    json_error_t jerr;
+    json_t *m = json_loadb(msg, msglen, JSON_ALLOW_NUL, &jerr);
+    const char *why = NULL;
+    int rv;
+    if (m == NULL || !json_is_object(m)) {
+        why = "msg is not a JSON object";
+        rv = SB_EINVAL;
+    } else if (oplen == 4 && memcmp(op, "emit", 4) == 0) {
+        rv = sb_session_apply_emit(w, m, &why);
+    } else if (oplen == 4 && memcmp(op, "join", 4) == 0) {
+        rv = sb_session_apply_join(w, m, 1, &why);
+    } else if (oplen == 5 && memcmp(op, "leave", 5) == 0) {
+        rv = sb_session_apply_join(w, m, 0, &why);
+    } else if (oplen == 10 && memcmp(op, "disconnect", 10) == 0) {
+        rv = sb_session_apply_disconnect(w, m, &why);
+    } else if (oplen == 3 && memcmp(op, "ack", 3) == 0) {
+        rv = sb_session_apply_ack(w, m, &why);
+    } else {
+        why = "unknown op";
+        rv = SB_EINVAL;
+    }
+    json_decref(m);
+    if (rv != 0 && w->idx == 0) /* every worker sees the entry; one log line is enough */
+        sb_log(SB_LOG_WARN, "bus entry skipped", "why", why != NULL ? why : sb_strerror(rv), NULL);
+    return rv;
+}
+
+static void apply_entry(sb_worker_t *w, const redisReply *entry)
+{
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const redisReply *id = entry->element[0], *fields = entry->element[1];
+    if (id->len < sizeof(w->bus_last_id)) {
+        memcpy(w->bus_last_id, id->str, id->len);
+        w->bus_last_id[id->len] = '\0';
+    }
+    atomic_fetch_add(&w->stats.bus_entries, 1);
+    if (fields->type != REDIS_REPLY_ARRAY)
+        return;
+    const redisReply *op = NULL, *msg = NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (k->len == 2 && memcmp(k->str, "op", 2) == 0)
+            op = v;
+        else if (k->len == 3 && memcmp(k->str, "msg", 3) == 0)
+            msg = v;
+    }
+    if (op == NULL || msg == NULL) {
+        if (w->idx == 0)
+            sb_log(SB_LOG_WARN, "bus entry skipped", "why", "missing op or msg field", "id", w->bus_last_id, NULL);
+        return;
+    }
+    sb_bus_apply(w, op->str, op->len, msg->str, msg->len);
+}
+
+static void on_read(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sb_worker_t *w = data;
+    w->bus_reading = 0;
+    if (reply == NULL) {
+        /* The connection dropped; sb_bus_on_state resumes reading after the reconnect. */
+        sb_log(SB_LOG_WARN, "bus read failed", "error", err != NULL ? err : "unknown", NULL);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        sb_log(SB_LOG_ERROR, "bus read error", "error", reply->str, NULL);
+    } else if (reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t s = 0; s < reply->elements; s++) {
+            const redisReply *stream = reply->element[s];
+            if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
+                stream->element[1]->type != REDIS_REPLY_ARRAY)
+                continue;
+            const redisReply *entries = stream->element[1];
+            for (size_t e = 0; e < entries->elements; e++)
+                apply_entry(w, entries->element[e]);
+        }
+    }
+    if (!atomic_load(&w->stop))
+        read_next(w);
+}
+
+static void read_next(sb_worker_t *w)
+{
+    if (w->bus_reading || !w->bus_ready || !sb_redis_connected(w->bus))
+        return;
+    char key[600], count[24], block[24];
+    if (!sb_key(w, key, sizeof(key), "bus"))
+        return;
+    snprintf(count, sizeof(count), "%llu", (unsigned long long)w->cfg->bus_count);
+    snprintf(block, sizeof(block), "%llu", (unsigned long long)w->cfg->bus_block_ms);
+    const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", key, w->bus_last_id};
+    size_t lens[SB_ARRAY_SIZE(argv)];
+    for (size_t i = 0; i < SB_ARRAY_SIZE(argv); i++)
+        lens[i] = strlen(argv[i]);
+    if (sb_redis_commandargv(w->bus, on_read, w, w->cfg->bus_block_ms + w->cfg->redis_timeout_ms,
+                             (int)SB_ARRAY_SIZE(argv), argv, lens) == 0)
+        w->bus_reading = 1;
+}
+
+static void on_last_id(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    (void)err;
+    sb_worker_t *w = data;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+        return; /* retried on the next (re)connect */
+    if (reply->elements > 0 && reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements >= 1 &&
+        reply->element[0]->element[0]->type == REDIS_REPLY_STRING &&
+        reply->element[0]->element[0]->len < sizeof(w->bus_last_id)) {
+        memcpy(w->bus_last_id, reply->element[0]->element[0]->str, reply->element[0]->element[0]->len);
+        w->bus_last_id[reply->element[0]->element[0]->len] = '\0';
+    } else {
+        snprintf(w->bus_last_id, sizeof(w->bus_last_id), "0-0");
+    }
+    w->bus_ready = 1;
+    read_next(w);
+}
+
+void sb_bus_on_state(sb_worker_t *w, int connected)
+{
+    if (!connected) {
+        w->bus_reading = 0;
+        return;
+    }
+    if (w->bus_ready) {
+        /* Resume after the last entry we applied: nothing published meanwhile is lost (within MAXLEN). */
+        read_next(w);
+        return;
+    }
+    char key[600];
+    if (!sb_key(w, key, sizeof(key), "bus"))
+        return;
+    const char *argv[] = {"XREVRANGE", key, "+", "-", "COUNT", "1"};
+    size_t lens[SB_ARRAY_SIZE(argv)];
+    for (size_t i = 0; i < SB_ARRAY_SIZE(argv); i++)
+        lens[i] = strlen(argv[i]);
+    sb_redis_commandargv(w->bus, on_last_id, w, 0, (int)SB_ARRAY_SIZE(argv), argv, lens);
+}

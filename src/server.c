@@ -1,0 +1,336 @@
+/*
+ * server.c — the process, its workers, listeners and the small HTTP endpoints
+ * (see include/switchboard/server.h).
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "switchboard/bus.h"
+#include "switchboard/engine.h"
+#include "switchboard/log.h"
+#include "switchboard/server.h"
+#include "switchboard/session.h"
+
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static __thread sb_worker_t *current_worker;
+
+/* ---- cross-thread calls ---------------------------------------------------------------------------------------- */
+
+typedef struct post_msg {
+    h2o_multithread_message_t super;
+    void (*fn)(sb_worker_t *w, void *arg);
+    void *arg;
+} post_msg_t;
+
+void sb_worker_post(sb_worker_t *target, void (*fn)(sb_worker_t *w, void *arg), void *arg)
+{
+    if (current_worker == target) {
+        fn(target, arg);
+        return;
+    }
+    post_msg_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        abort();
+    m->fn = fn;
+    m->arg = arg;
+    h2o_multithread_send_message(&target->receiver, &m->super);
+}
+
+static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    sb_worker_t *w = (sb_worker_t *)((char *)receiver - offsetof(sb_worker_t, receiver));
+    while (!h2o_linklist_is_empty(messages)) {
+        post_msg_t *m = H2O_STRUCT_FROM_MEMBER(post_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        m->fn(w, m->arg);
+        free(m);
+    }
+}
+
+sb_worker_t *sb_server_worker_for_sid(sb_server_t *s, const char *sid, size_t len)
+{
+    if (len == 0)
+        return NULL;
+    const char *p = memchr(B64URL, sid[0], 64);
+    if (p == NULL || sid[0] == '\0')
+        return NULL;
+    size_t idx = (size_t)(p - B64URL);
+    return idx < s->nworkers ? s->workers[idx] : NULL;
+}
+
+void sb_worker_new_sid(sb_worker_t *w, char out[SB_SID_LEN + 1])
+{
+    sb_random_id(out, SB_SID_LEN);
+    out[0] = B64URL[w->idx & 63];
+    out[SB_SID_LEN] = '\0';
+}
+
+int sb_worker_ready(sb_worker_t *w)
+{
+    return !atomic_load(&w->server->draining) && w->cmd != NULL && sb_redis_connected(w->cmd);
+}
+
+/* ---- health ------------------------------------------------------------------------------------------------------ */
+
+static sb_worker_t *worker_of_req(h2o_req_t *req)
+{
+    return (sb_worker_t *)((char *)req->conn->ctx - offsetof(sb_worker_t, ctx));
+}
+
+static void respond_json(h2o_req_t *req, int status, const char *reason, const char *body)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_send_inline(req, body, strlen(body));
+}
+
+static int on_healthz(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    respond_json(req, 200, "OK", "{\"status\":\"ok\"}");
+    return 0;
+}
+
+static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    sb_worker_t *w = worker_of_req(req);
+    if (atomic_load(&w->server->draining))
+        respond_json(req, 503, "Service Unavailable", "{\"status\":\"draining\"}");
+    else if (!sb_worker_ready(w) || !sb_redis_connected(w->bus))
+        respond_json(req, 503, "Service Unavailable", "{\"status\":\"redis unavailable\"}");
+    else
+        respond_json(req, 200, "OK", "{\"status\":\"ready\"}");
+    return 0;
+}
+
+/* ---- listeners --------------------------------------------------------------------------------------------------- */
+
+static int open_listener(const sb_listen_addr_t *a, const char **why)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (getaddrinfo(a->host[0] != '\0' ? a->host : NULL, port, &hints, &res) != 0 || res == NULL) {
+        *why = "cannot resolve listen address";
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        *why = strerror(errno);
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    sb_worker_t *w = listener->data;
+    if (atomic_load(&w->stop))
+        return;
+    /* h2o_evloop_socket_accept takes one connection per call: drain a bounded batch. */
+    for (int i = 0; i < 64; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            break;
+        h2o_accept(&w->accept_ctx, sock);
+    }
+}
+
+/* ---- workers ----------------------------------------------------------------------------------------------------- */
+
+static void on_redis_cmd_state(sb_redis_t *r, int connected, void *data)
+{
+    (void)r;
+    (void)connected;
+    (void)data; /* the adapter logs connection changes; readiness reads sb_redis_connected */
+}
+
+static void on_redis_bus_state(sb_redis_t *r, int connected, void *data)
+{
+    (void)r;
+    sb_bus_on_state(data, connected);
+}
+
+static void trim_done(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    (void)data;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        sb_log(SB_LOG_WARN, "trimming the bus failed", "error", reply != NULL ? reply->str : err, NULL);
+}
+
+/* Backends XADD to the bus without MAXLEN; one worker per node keeps it bounded. */
+static void trim_bus(sb_worker_t *w)
+{
+    char key[600], maxlen[24];
+    if (!sb_key(w, key, sizeof(key), "bus") || !sb_redis_connected(w->cmd))
+        return;
+    snprintf(maxlen, sizeof(maxlen), "%llu", (unsigned long long)w->cfg->bus_maxlen);
+    const char *argv[] = {"XTRIM", key, "MAXLEN", "~", maxlen};
+    size_t lens[SB_ARRAY_SIZE(argv)];
+    for (size_t i = 0; i < SB_ARRAY_SIZE(argv); i++)
+        lens[i] = strlen(argv[i]);
+    sb_redis_commandargv(w->cmd, trim_done, NULL, 0, (int)SB_ARRAY_SIZE(argv), argv, lens);
+}
+
+static void tick_cb(h2o_timeout_entry_t *e)
+{
+    sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, tick));
+    if (w->idx == 0 && ++w->ticks % 10 == 0)
+        trim_bus(w);
+    h2o_timeout_link(w->ctx.loop, &w->tick_to, &w->tick);
+}
+
+static void *worker_main(void *arg)
+{
+    sb_worker_t *w = arg;
+    current_worker = w;
+    while (!atomic_load(&w->stop))
+        h2o_evloop_run(w->loop, INT32_MAX);
+
+    /* Shutdown: close every connection (their sockets are removed from Redis), let the replies arrive. */
+    sb_engine_worker_close_all(w);
+    uint64_t deadline = sb_mono_ms() + 2000;
+    while (sb_mono_ms() < deadline && (w->conns.count > 0 || atomic_load(&w->stats.connections) > 0))
+        h2o_evloop_run(w->loop, 50);
+    uint64_t settle = sb_mono_ms() + 200; /* the last FCALLs were sent; give their replies a moment */
+    while (sb_mono_ms() < settle)
+        h2o_evloop_run(w->loop, 20);
+    return NULL;
+}
+
+static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
+{
+    sb_worker_t *w = calloc(1, sizeof(*w));
+    if (w == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+    w->idx = idx;
+    w->server = s;
+    w->cfg = s->cfg;
+    w->loop = h2o_evloop_create();
+    h2o_context_init(&w->ctx, w->loop, &s->globalconf);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = s->globalconf.hosts;
+    w->queue = h2o_multithread_create_queue(w->loop);
+    h2o_multithread_register_receiver(w->queue, &w->receiver, on_messages);
+    w->ws = sb_ws_ctx_create(w->loop);
+    sb_map_init(&w->conns);
+    sb_map_init(&w->sockets);
+    sb_map_init(&w->rooms);
+    sb_engine_worker_init(w);
+    sb_session_worker_init(w);
+    h2o_timeout_init(w->loop, &w->tick_to, 1000);
+    w->tick.cb = tick_cb;
+    h2o_timeout_link(w->loop, &w->tick_to, &w->tick);
+
+    char name[32];
+    snprintf(name, sizeof(name), "cmd-%u", idx);
+    w->cmd = sb_redis_create(w->loop, &s->redis_addr, s->cfg->redis_timeout_ms, name, on_redis_cmd_state, w);
+    snprintf(name, sizeof(name), "bus-%u", idx);
+    w->bus = sb_redis_create(w->loop, &s->redis_addr, s->cfg->redis_timeout_ms, name, on_redis_bus_state, w);
+    if (w->cmd == NULL || w->bus == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+
+    w->nlisteners = s->cfg->listen_count;
+    w->listeners = calloc(w->nlisteners, sizeof(*w->listeners));
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        int fd = open_listener(&s->cfg->listen[i], why);
+        if (fd < 0)
+            return NULL;
+        w->listeners[i] = h2o_evloop_socket_create(w->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        w->listeners[i]->data = w;
+        h2o_socket_read_start(w->listeners[i], on_accept);
+    }
+    return w;
+}
+
+int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, const char **why)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    s->started_at_ms = sb_now_ms();
+    snprintf(s->redis_url, sizeof(s->redis_url), "%s", redis_url);
+    if (sb_redis_url_parse(redis_url, &s->redis_addr, why) != 0)
+        return SB_EINVAL;
+    sb_random_id(s->node_id, SB_NODE_ID_LEN);
+    s->node_id[SB_NODE_ID_LEN] = '\0';
+
+    h2o_config_init(&s->globalconf);
+    s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("switchboard"));
+    /* DESIGN §6: no cleartext HTTP/2 (2.2.5 lacks the rapid-reset fix), bodies bounded by maxPayload. */
+    s->globalconf.http1.upgrade_to_http2 = 0;
+    s->globalconf.max_request_entity_size = cfg->max_payload;
+    h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    sb_engine_register(h2o_config_register_path(host, "/socket.io", 0), s);
+    h2o_create_handler(h2o_config_register_path(host, "/healthz", 0), sizeof(h2o_handler_t))->on_req = on_healthz;
+    h2o_create_handler(h2o_config_register_path(host, "/readyz", 0), sizeof(h2o_handler_t))->on_req = on_readyz;
+
+    s->nworkers = cfg->threads;
+    s->workers = calloc(s->nworkers, sizeof(*s->workers));
+    if (s->workers == NULL) {
+        *why = "out of memory";
+        return SB_ENOMEM;
+    }
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if ((s->workers[i] = worker_new(s, i, why)) == NULL)
+            return SB_EIO;
+    return 0;
+}
+
+int sb_server_start(sb_server_t *s)
+{
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (pthread_create(&s->workers[i]->tid, NULL, worker_main, s->workers[i]) != 0)
+            return SB_EIO;
+    return 0;
+}
+
+static void wake(sb_worker_t *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+}
+
+void sb_server_stop(sb_server_t *s)
+{
+    atomic_store(&s->draining, 1);
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        atomic_store(&s->workers[i]->stop, 1);
+        sb_worker_post(s->workers[i], wake, NULL);
+    }
+    for (unsigned i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i]->tid, NULL);
+}
+
+void sb_server_free(sb_server_t *s)
+{
+    /* The loops are left to the process exit: h2o 2.2.5 has no loop destructor. */
+    free(s->workers);
+}
