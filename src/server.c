@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "switchboard/bus.h"
 #include "switchboard/engine.h"
+#include "switchboard/functions.h"
 #include "switchboard/log.h"
 #include "switchboard/server.h"
 #include "switchboard/session.h"
@@ -75,7 +76,8 @@ void sb_worker_new_sid(sb_worker_t *w, char out[SB_SID_LEN + 1])
 
 int sb_worker_ready(sb_worker_t *w)
 {
-    return !atomic_load(&w->server->draining) && w->cmd != NULL && sb_redis_connected(w->cmd);
+    return !atomic_load(&w->server->draining) && w->cmd != NULL && sb_redis_connected(w->cmd) &&
+           atomic_load(&w->functions_ok);
 }
 
 /* ---- health ------------------------------------------------------------------------------------------------------ */
@@ -106,6 +108,8 @@ static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
     sb_worker_t *w = worker_of_req(req);
     if (atomic_load(&w->server->draining))
         respond_json(req, 503, "Service Unavailable", "{\"status\":\"draining\"}");
+    else if (sb_redis_connected(w->cmd) && !atomic_load(&w->functions_ok))
+        respond_json(req, 503, "Service Unavailable", "{\"status\":\"redis functions library missing or of another version\"}");
     else if (!sb_worker_ready(w) || !sb_redis_connected(w->bus))
         respond_json(req, 503, "Service Unavailable", "{\"status\":\"redis unavailable\"}");
     else
@@ -161,11 +165,61 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 
 /* ---- workers ----------------------------------------------------------------------------------------------------- */
 
+/* ---- the Functions library version ---------------------------------------------------------------------------- */
+
+static void check_functions(sb_worker_t *w);
+
+static void on_functions_loaded(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    sb_worker_t *w = data;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        sb_log(SB_LOG_ERROR, "reloading the Functions library failed", "error", reply != NULL ? reply->str : err, NULL);
+        return;
+    }
+    check_functions(w);
+}
+
+static void on_functions_version(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)err;
+    sb_worker_t *w = data;
+    if (reply == NULL)
+        return; /* connection lost: checked again on reconnect */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (strstr(reply->str, "not found") != NULL) {
+            /* Redis lost its functions (restarted without persistence): load ours again. */
+            sb_log(SB_LOG_WARN, "the Functions library is gone from Redis, loading it again", NULL);
+            const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", sb_functions_source};
+            size_t lens[] = {8, 4, 7, strlen(sb_functions_source)};
+            sb_redis_commandargv(r, on_functions_loaded, w, 0, 4, argv, lens);
+        } else {
+            atomic_store(&w->functions_ok, 0);
+            sb_log(SB_LOG_ERROR, "cannot check the Functions library", "error", reply->str, NULL);
+        }
+        return;
+    }
+    int ok = reply->type == REDIS_REPLY_STRING && strcmp(reply->str, sb_functions_version) == 0;
+    if (!ok && atomic_load(&w->functions_ok))
+        sb_log(SB_LOG_ERROR, "refusing new clients: Redis holds another version of the Functions library", "ours",
+               sb_functions_version, "loaded", reply->type == REDIS_REPLY_STRING ? reply->str : "?", NULL);
+    atomic_store(&w->functions_ok, ok);
+}
+
+static void check_functions(sb_worker_t *w)
+{
+    const char *argv[] = {"FCALL", "sb_version", "0"};
+    size_t lens[] = {5, 10, 1};
+    sb_redis_commandargv(w->cmd, on_functions_version, w, 0, 3, argv, lens);
+}
+
 static void on_redis_cmd_state(sb_redis_t *r, int connected, void *data)
 {
     (void)r;
-    (void)connected;
-    (void)data; /* the adapter logs connection changes; readiness reads sb_redis_connected */
+    sb_worker_t *w = data;
+    /* The adapter logs connection changes; a new connection may face a Redis that restarted or was upgraded. */
+    if (connected)
+        check_functions(w);
 }
 
 static void on_redis_bus_state(sb_redis_t *r, int connected, void *data)
@@ -199,8 +253,12 @@ static void trim_bus(sb_worker_t *w)
 static void tick_cb(h2o_timeout_entry_t *e)
 {
     sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, tick));
-    if (w->idx == 0 && ++w->ticks % 10 == 0)
-        trim_bus(w);
+    if (++w->ticks % 10 == 0) {
+        if (w->idx == 0)
+            trim_bus(w);
+        if (sb_redis_connected(w->cmd))
+            check_functions(w);
+    }
     h2o_timeout_link(w->ctx.loop, &w->tick_to, &w->tick);
 }
 

@@ -67,6 +67,7 @@ struct sb_worker {
     h2o_timeout_t tick_to; /* 1 s housekeeping */
     h2o_timeout_entry_t tick;
     uint64_t ticks;
+    atomic_int functions_ok; /* Redis holds our version of the Functions library */
 
     sb_map_t conns;   /* Engine.IO sid -> sb_eio_conn */
     sb_map_t sockets; /* Socket.IO socket id -> sb_socket */
