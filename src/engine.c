@@ -36,11 +36,13 @@ struct sb_eio_conn {
     sb_ws_t *ws;          /* websocket transport */
     sb_ws_t *probe;       /* websocket being upgraded to */
     int ws_pending;       /* a 101 is being written for this conn */
+    int linger;           /* closed by the client with no GET parked: the racing GET still gets its noop */
 
     h2o_timeout_entry_t hb;
     h2o_timeout_entry_t upgrade_timer;
     h2o_timeout_entry_t flush_entry;
     h2o_timeout_entry_t fin_entry;
+    h2o_timeout_entry_t linger_entry;
 };
 
 typedef enum { OP_GET, OP_POST, OP_WSCHECK } op_kind_t;
@@ -213,6 +215,7 @@ static void conn_finalize_cb(h2o_timeout_entry_t *e);
 static void hb_cb(h2o_timeout_entry_t *e);
 static void flush_cb(h2o_timeout_entry_t *e);
 static void upgrade_timeout_cb(h2o_timeout_entry_t *e);
+static void linger_cb(h2o_timeout_entry_t *e);
 
 static sb_eio_conn_t *conn_new(sb_worker_t *w, sb_eio_transport_t transport, h2o_req_t *req)
 {
@@ -226,6 +229,7 @@ static sb_eio_conn_t *conn_new(sb_worker_t *w, sb_eio_transport_t transport, h2o
     c->upgrade_timer.cb = upgrade_timeout_cb;
     c->flush_entry.cb = flush_cb;
     c->fin_entry.cb = conn_finalize_cb;
+    c->linger_entry.cb = linger_cb;
     sb_worker_new_sid(w, c->sid);
 
     struct sockaddr_storage ss;
@@ -417,13 +421,35 @@ void sb_eio_close(sb_eio_conn_t *c, const char *reason)
         sb_ws_close(c->ws, 1000);
     if (c->probe != NULL)
         sb_ws_close(c->probe, 1000);
-    sb_map_del(&c->w->conns, c->sid, SB_SID_LEN);
+    if (c->linger)
+        h2o_timeout_link(c->w->ctx.loop, &c->w->linger_to, &c->linger_entry);
+    else
+        sb_map_del(&c->w->conns, c->sid, SB_SID_LEN);
     h2o_timeout_link(c->w->ctx.loop, &c->w->ctx.zero_timeout, &c->fin_entry);
+}
+
+static void conn_try_free(sb_eio_conn_t *c);
+
+static void linger_end(sb_eio_conn_t *c)
+{
+    if (!c->linger)
+        return;
+    c->linger = 0;
+    if (h2o_timeout_is_linked(&c->linger_entry))
+        h2o_timeout_unlink(&c->linger_entry);
+    sb_map_del(&c->w->conns, c->sid, SB_SID_LEN);
+    conn_try_free(c);
+}
+
+static void linger_cb(h2o_timeout_entry_t *e)
+{
+    linger_end(CONN_OF(e, linger_entry));
 }
 
 static void conn_try_free(sb_eio_conn_t *c)
 {
-    if (!c->notified || c->ws != NULL || c->probe != NULL || c->ws_pending || h2o_timeout_is_linked(&c->fin_entry))
+    if (!c->notified || c->ws != NULL || c->probe != NULL || c->ws_pending || c->linger ||
+        h2o_timeout_is_linked(&c->fin_entry))
         return;
     sb_buf_free(&c->out);
     atomic_fetch_sub(&c->w->stats.connections, 1);
@@ -485,6 +511,11 @@ static int on_packet(sb_eio_conn_t *c, const sb_eio_packet_t *p)
         sb_session_on_message(c, 0, p->data, p->len);
         break;
     case SB_EIO_CLOSE:
+        /* Client-initiated close: a parked GET ends with a noop (Engine.IO answers "1" only when the server closes).
+         * A GET sent together with the close may still be on its way from another worker: it gets the noop too. */
+        if (c->transport == SB_EIO_POLLING && c->get == NULL)
+            c->linger = 1;
+        answer_get_with(c, "6");
         sb_eio_close(c, "transport close");
         break;
     case SB_EIO_NOOP:
@@ -619,12 +650,25 @@ static void upgrade_timeout_cb(h2o_timeout_entry_t *e)
         sb_ws_close(c->probe, 1000);
 }
 
+static void reject_on_message(sb_ws_t *ws, void *ud, int binary, const char *data, size_t len)
+{
+    (void)ws, (void)ud, (void)binary, (void)data, (void)len;
+}
+static void reject_on_close(sb_ws_t *ws, void *ud, const char *reason)
+{
+    (void)ws, (void)ud, (void)reason;
+}
+static const sb_ws_callbacks_t reject_cbs = {reject_on_message, reject_on_close};
+
 /* Owner side: a probe socket arrives (imported from the home loop, or local). */
 static void attach_probe(sb_worker_t *w, const char *sid, h2o_socket_t *sock)
 {
     sb_eio_conn_t *c = sb_map_get(&w->conns, sid, SB_SID_LEN);
     if (c == NULL || c->closing || c->probe != NULL || c->transport != SB_EIO_POLLING) {
-        h2o_socket_close(sock);
+        /* Already upgraded, upgrading, or gone meanwhile: complete the WebSocket, then close it, as Engine.IO does. */
+        sb_ws_t *ws = sb_ws_create(w->ws, sock, &reject_cbs, NULL, 1024, 1024);
+        if (ws != NULL)
+            sb_ws_close(ws, 1000);
         return;
     }
     c->probe = sb_ws_create(w->ws, sock, &probe_cbs, c, w->cfg->max_payload, w->cfg->max_send_queue);
@@ -692,6 +736,11 @@ static void owner_handle(sb_worker_t *w, void *arg)
 {
     poll_op_t *op = arg;
     sb_eio_conn_t *c = sb_map_get(&w->conns, op->sid, SB_SID_LEN);
+    if (c != NULL && c->linger && op->kind == OP_GET) {
+        op_answer(op, 200, "text/plain; charset=UTF-8", "6", 1);
+        linger_end(c);
+        return;
+    }
     if (c == NULL || c->closing) {
         sb_log(SB_LOG_DEBUG, "request for an unknown session", "sid", op->sid, "closing", c != NULL ? "yes" : "no", NULL);
         op_answer_error(op, SB_EIO_ERR_UNKNOWN_SID);
@@ -732,7 +781,8 @@ static void owner_handle(sb_worker_t *w, void *arg)
         return;
     }
     case OP_WSCHECK:
-        if (c->transport != SB_EIO_POLLING || c->probe != NULL || !w->cfg->allow_upgrades) {
+        /* An already upgraded (or upgrading) session gets its WebSocket completed and closed by attach_probe. */
+        if (!w->cfg->allow_upgrades) {
             op_answer_error(op, SB_EIO_ERR_BAD_REQUEST);
             return;
         }
@@ -908,6 +958,7 @@ void sb_engine_worker_init(sb_worker_t *w)
     h2o_timeout_init(w->ctx.loop, &w->ping_interval_to, cfg->ping_interval_ms);
     h2o_timeout_init(w->ctx.loop, &w->ping_timeout_to, cfg->ping_timeout_ms);
     h2o_timeout_init(w->ctx.loop, &w->upgrade_to, cfg->upgrade_timeout_ms);
+    h2o_timeout_init(w->ctx.loop, &w->linger_to, 1000);
 }
 
 void sb_engine_worker_close_all(sb_worker_t *w)

@@ -63,6 +63,7 @@ struct sb_worker {
     h2o_timeout_t ping_timeout_to;
     h2o_timeout_t connect_to;
     h2o_timeout_t upgrade_to;
+    h2o_timeout_t linger_to; /* 1 s: a client-closed polling session's racing GET */
     h2o_timeout_t ack_to;
     h2o_timeout_t tick_to; /* 1 s housekeeping */
     h2o_timeout_entry_t tick;
