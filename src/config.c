@@ -112,7 +112,9 @@ static const opt_t opts[] = {
     {"bus-count", K_COUNT, 0, OFF(bus_count), 1, 100000, NULL, NULL, "N", "256",
      "Maximum bus entries read per XREAD.", NULL},
     {"heartbeat-interval", K_DUR, 0, OFF(heartbeat_interval_ms), 100, 10 * MS_MINUTE, NULL, NULL, "DURATION", "5s",
-     "How often this node refreshes its heartbeat; dead nodes are reaped after 3 missed beats.", NULL},
+     "How often each worker checks that Redis still holds this version of the Functions library "
+     "(and reloads it when Redis lost it).",
+     NULL},
 
     {"namespace", K_LIST, 0, OFF(namespaces), 0, 0, check_namespace, "Engine.IO / Socket.IO", "NSP",
      "none (only / is served)", "Extra Socket.IO namespace to serve, e.g. /chat. Repeatable.", NULL},

@@ -253,12 +253,11 @@ static void trim_bus(sb_worker_t *w)
 static void tick_cb(h2o_timeout_entry_t *e)
 {
     sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, tick));
-    if (++w->ticks % 10 == 0) {
-        if (w->idx == 0)
-            trim_bus(w);
-        if (sb_redis_connected(w->cmd))
-            check_functions(w);
-    }
+    /* Every heartbeat: is the Functions library still ours (Redis restarts, other versions)? */
+    if (sb_redis_connected(w->cmd))
+        check_functions(w);
+    if (w->idx == 0 && ++w->ticks % 10 == 0)
+        trim_bus(w);
     h2o_timeout_link(w->ctx.loop, &w->tick_to, &w->tick);
 }
 
@@ -302,7 +301,7 @@ static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
     sb_map_init(&w->rooms);
     sb_engine_worker_init(w);
     sb_session_worker_init(w);
-    h2o_timeout_init(w->loop, &w->tick_to, 1000);
+    h2o_timeout_init(w->loop, &w->tick_to, s->cfg->heartbeat_interval_ms);
     w->tick.cb = tick_cb;
     h2o_timeout_link(w->loop, &w->tick_to, &w->tick);
 

@@ -65,7 +65,7 @@ struct sb_worker {
     h2o_timeout_t upgrade_to;
     h2o_timeout_t linger_to; /* 1 s: a client-closed polling session's racing GET */
     h2o_timeout_t ack_to;
-    h2o_timeout_t tick_to; /* 1 s housekeeping */
+    h2o_timeout_t tick_to; /* housekeeping every --heartbeat-interval */
     h2o_timeout_entry_t tick;
     uint64_t ticks;
     atomic_int functions_ok; /* Redis holds our version of the Functions library */
