@@ -13,7 +13,7 @@ opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_WERROR=ON -DSB_E2E=ON)
 if [[ "${1:-}" == "--sanitize" ]]; then
     dir=build-asan
     opts+=(-DSB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
-    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    # (ctest sets ASAN_OPTIONS per test: leak checks for the unit tests, see CMakeLists.txt)
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 

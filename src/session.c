@@ -143,7 +143,7 @@ static int local_join(sb_socket_t *s, const char *room, size_t roomlen)
             return SB_ENOMEM;
         }
     }
-    sb_member_t *m = malloc(sizeof(*m));
+    sb_member_t *m = calloc(1, sizeof(*m)); /* h2o asserts that a node it links is unlinked (zeroed) */
     if (m == NULL)
         return SB_ENOMEM;
     m->room = r;

@@ -62,10 +62,20 @@ class FileEnv {
         return c;
     }
 
+    // Stops everything; fails when a node did not exit cleanly on SIGTERM (a crash, a sanitizer report, a hang),
+    // since bad input or failures must never take the process down.
     async teardown() {
-        for (const n of this.nodes) await n.stop().catch(() => {});
+        const unclean = [];
+        for (const n of this.nodes) {
+            const alreadyGone = !n.exit && (n.child.exitCode !== null || n.child.signalCode !== null);
+            const st = await n.stop().catch(() => ({ code: null, signal: 'unknown' }));
+            if (alreadyGone || st.code !== 0)
+                unclean.push(`node on port ${n.port} exited with code ${st.code} signal ${st.signal}` +
+                    `${alreadyGone ? ' before teardown' : ''}; log ${n.logFile}:\n${n.stderrTail().slice(-1500)}`);
+        }
         await closeRedis(this.redis);
         if (this.redisServer) await this.redisServer.stop();
+        if (unclean.length) throw new Error(unclean.join('\n'));
     }
 }
 

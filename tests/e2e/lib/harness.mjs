@@ -58,8 +58,10 @@ function exited(child) {
 }
 
 // SIGTERM, then SIGKILL when it has not exited within `ms`. Resolves when gone.
+// Resolves {code, signal} of the exit.
 export async function stopChild(child, ms = STOP_TIMEOUT_MS) {
-    if (!child || exited(child)) return;
+    if (!child) return { code: null, signal: null };
+    if (exited(child)) return { code: child.exitCode, signal: child.signalCode };
     const gone = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
     let timer;
@@ -72,6 +74,7 @@ export async function stopChild(child, ms = STOP_TIMEOUT_MS) {
         child.kill('SIGKILL');
         await gone;
     }
+    return { code: child.exitCode, signal: child.signalCode };
 }
 
 // Sends PING over a raw connection; true when +PONG comes back.
@@ -176,7 +179,11 @@ export async function startSwitchboard(opts) {
         logFile,
         args,
         stderrTail: () => tail,
-        stop: () => stopChild(child),
+        exit: null, // {code, signal} once stopped through stop()
+        async stop() {
+            if (!this.exit) this.exit = await stopChild(child);
+            return this.exit;
+        },
     };
     const fail = async (why) => {
         await stopChild(child);
