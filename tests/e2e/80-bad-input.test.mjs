@@ -164,3 +164,18 @@ test('a client that answers pings stays connected past several intervals', async
     await raw.waitPings(3, 3 * PING_INTERVAL + 3000);
     assert.equal(raw.closed, null);
 });
+
+test('a connection that opens no namespace within --connect-timeout is closed', async (t) => {
+    const node = await env.startNode({ args: ['--connect-timeout', '400'] });
+    const raw = await env.raw(t, { url: node.url });
+    const started = Date.now();
+    const closed = await raw.waitClose(5000);
+    assert.ok(closed, 'closed by the server');
+    assert.ok(Date.now() - started >= 300, `not closed before the timeout (${Date.now() - started} ms)`);
+    // A connection that does open a namespace in time stays.
+    const ok = await env.raw(t, { url: node.url });
+    ok.send('40');
+    assert.match(await ok.next((m) => typeof m === 'string' && m.startsWith('40'), 5000), /^40\{"sid":"/);
+    await new Promise((r) => setTimeout(r, 600)); // past the timeout: proving the absence of a close
+    assert.equal(ok.closed, null);
+});
