@@ -151,6 +151,33 @@ static const opt_t opts[] = {
     {"webhook", K_LIST, 0, OFF(webhooks), 0, 0, check_webhook, NULL, "GLOB=URL", "none",
      "POST client events whose name matches GLOB to URL, e.g. 'chat:*=https://api.example.com/hook'. Repeatable.",
      NULL},
+    {"webhook-lifecycle", K_BOOL, 0, OFF(webhook_lifecycle), 0, 0, NULL, NULL, "BOOL", "false",
+     "Also POST connect and disconnect entries, to webhooks whose GLOB matches \"connect\" / \"disconnect\".",
+     NULL},
+    {"webhook-timeout", K_DUR, 0, OFF(webhook_timeout_ms), 1, 10 * MS_MINUTE, NULL, NULL, "DURATION", "5s",
+     "Deadline of one webhook request (connect, send, answer).", NULL},
+    {"webhook-retries", K_UINT, 0, OFF(webhook_retries), 0, 20, NULL, NULL, "N", "3",
+     "Retries after a failed webhook call (5xx, timeout, connection error; never after a 4xx).", NULL},
+    {"webhook-backoff", K_DUR, 0, OFF(webhook_backoff_ms), 1, 10 * MS_MINUTE, NULL, NULL, "DURATION", "100ms",
+     "Delay before the first retry; doubles each retry (with jitter) up to --webhook-backoff-max.", NULL},
+    {"webhook-backoff-max", K_DUR, 0, OFF(webhook_backoff_max_ms), 1, 10 * MS_MINUTE, NULL, NULL, "DURATION", "5s",
+     "Longest delay between retries.", NULL},
+    {"webhook-max-inflight", K_UINT, 0, OFF(webhook_max_inflight), 1, 100000, NULL, NULL, "N", "64",
+     "Requests in flight per webhook URL and worker thread; more wait in a bounded queue.", NULL},
+    {"webhook-queue", K_UINT, 0, OFF(webhook_queue), 1, 1000000, NULL, NULL, "N", "10000",
+     "Calls waiting per webhook URL and worker thread beyond --webhook-max-inflight; past it the client gets "
+     "backend_unavailable.",
+     NULL},
+    {"webhook-breaker-failures", K_UINT, 0, OFF(webhook_breaker_failures), 1, 100000, NULL, NULL, "N", "5",
+     "Failed calls within --webhook-breaker-window that open a URL's circuit.", NULL},
+    {"webhook-breaker-window", K_DUR, 0, OFF(webhook_breaker_window_ms), 1, MS_HOUR, NULL, NULL, "DURATION", "10s",
+     "Window in which failures are counted.", NULL},
+    {"webhook-breaker-cooldown", K_DUR, 0, OFF(webhook_breaker_cooldown_ms), 1, MS_HOUR, NULL, NULL, "DURATION",
+     "5s", "How long an open circuit stays open before one half-open probe request.", NULL},
+    {"events-stream", K_BOOL, 0, OFF(events_stream), 0, 0, NULL, NULL, "BOOL", "true",
+     "Write client events to the events stream even when a webhook handles them.", NULL},
+    {"api-max-body", K_SIZE, 0, OFF(api_max_body), 1 * KIB, 100 * MIB, NULL, NULL, "SIZE", "1mb",
+     "Largest REST request body; larger ones get 413.", NULL},
 
     {"jwt-alg", K_STR, F_UPPER, OFF(jwt_alg), 0, 0, check_jwt_alg, "Auth", "ALG", "HS256",
      "JWT algorithm, pinned: HS256, HS384, HS512 (with --jwt-secret) or RS256, ES256 (with --jwt-public-key).",
@@ -949,6 +976,18 @@ void sb_config_init(sb_config_t *cfg)
     cfg->log_level = SB_LOG_INFO;
     cfg->log_client_ips = 0;
     cfg->check_config = 0;
+    cfg->webhook_lifecycle = 0;
+    cfg->webhook_timeout_ms = 5000;
+    cfg->webhook_retries = 3;
+    cfg->webhook_backoff_ms = 100;
+    cfg->webhook_backoff_max_ms = 5000;
+    cfg->webhook_max_inflight = 64;
+    cfg->webhook_queue = 10000;
+    cfg->webhook_breaker_failures = 5;
+    cfg->webhook_breaker_window_ms = 10000;
+    cfg->webhook_breaker_cooldown_ms = 5000;
+    cfg->events_stream = 1;
+    cfg->api_max_body = 1 * MIB;
 }
 
 int sb_config_parse(sb_config_t *cfg, int argc, char **argv, char **envp, char *err, size_t errlen)

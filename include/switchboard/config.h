@@ -68,6 +68,18 @@ typedef struct sb_config {
     sb_strlist_t api_keys; /* --api-key KEY, repeatable */
     char *api_keys_file;   /* --api-keys-file FILE: one key per line, '#' comments */
     sb_strlist_t webhooks; /* --webhook GLOB=URL, repeatable (syntax checked: non-empty GLOB, http:// or https:// URL) */
+    int webhook_lifecycle;                /* --webhook-lifecycle; default false */
+    uint64_t webhook_timeout_ms;          /* --webhook-timeout; default 5000 */
+    unsigned webhook_retries;             /* --webhook-retries; default 3 */
+    uint64_t webhook_backoff_ms;          /* --webhook-backoff; default 100 */
+    uint64_t webhook_backoff_max_ms;      /* --webhook-backoff-max; default 5000 */
+    unsigned webhook_max_inflight;        /* --webhook-max-inflight; default 64 (per URL and worker) */
+    unsigned webhook_queue;               /* --webhook-queue; default 10000 (per URL and worker) */
+    unsigned webhook_breaker_failures;    /* --webhook-breaker-failures; default 5 */
+    uint64_t webhook_breaker_window_ms;   /* --webhook-breaker-window; default 10000 */
+    uint64_t webhook_breaker_cooldown_ms; /* --webhook-breaker-cooldown; default 5000 */
+    int events_stream;                    /* --events-stream; default true */
+    uint64_t api_max_body;                /* --api-max-body; default 1 MiB */
 
     /* auth */
     char *jwt_alg;            /* --jwt-alg; default "HS256"; one of HS256 HS384 HS512 RS256 ES256 */
