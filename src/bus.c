@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "switchboard/api.h"
 #include "switchboard/bus.h"
 #include "switchboard/log.h"
 #include "switchboard/session.h"
@@ -37,6 +38,20 @@ int sb_bus_apply(sb_worker_t *w, const char *op, size_t oplen, const char *msg, 
     if (rv != 0 && w->idx == 0) /* every worker sees the entry; one log line is enough */
         sb_log(SB_LOG_WARN, "bus entry skipped", "why", why != NULL ? why : sb_strerror(rv), NULL);
     return rv;
+}
+
+/* An entry of this worker's reply stream: a client's answer to a REST emit-with-ack. */
+static void apply_reply(sb_worker_t *w, const redisReply *entry)
+{
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    const redisReply *id = entry->element[0];
+    if (id->len < sizeof(w->reply_last_id)) {
+        memcpy(w->reply_last_id, id->str, id->len);
+        w->reply_last_id[id->len] = '\0';
+    }
+    if (entry->element[1]->type == REDIS_REPLY_ARRAY)
+        sb_api_on_reply(w, entry->element[1]);
 }
 
 static void apply_entry(sb_worker_t *w, const redisReply *entry)
@@ -87,9 +102,15 @@ static void on_read(sb_redis_t *r, redisReply *reply, const char *err, void *dat
             if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2 ||
                 stream->element[1]->type != REDIS_REPLY_ARRAY)
                 continue;
-            const redisReply *entries = stream->element[1];
-            for (size_t e = 0; e < entries->elements; e++)
-                apply_entry(w, entries->element[e]);
+            const redisReply *name = stream->element[0], *entries = stream->element[1];
+            int is_reply = name->type == REDIS_REPLY_STRING && strlen(w->reply_key) == name->len &&
+                           memcmp(name->str, w->reply_key, name->len) == 0;
+            for (size_t e = 0; e < entries->elements; e++) {
+                if (is_reply)
+                    apply_reply(w, entries->element[e]);
+                else
+                    apply_entry(w, entries->element[e]);
+            }
         }
     }
     if (!atomic_load(&w->stop))
@@ -105,7 +126,10 @@ static void read_next(sb_worker_t *w)
         return;
     snprintf(count, sizeof(count), "%llu", (unsigned long long)w->cfg->bus_count);
     snprintf(block, sizeof(block), "%llu", (unsigned long long)w->cfg->bus_block_ms);
-    const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", key, w->bus_last_id};
+    /* The worker's reply stream is read in the same XREAD, so a REST call waiting for a client's ack is answered
+     * as soon as the ack is written, without another connection. */
+    const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", key, w->reply_key, w->bus_last_id,
+                          w->reply_last_id};
     size_t lens[SB_ARRAY_SIZE(argv)];
     for (size_t i = 0; i < SB_ARRAY_SIZE(argv); i++)
         lens[i] = strlen(argv[i]);

@@ -105,6 +105,7 @@ static void send_body(h2o_req_t *req, int status, const char *ctype, const char 
     req->res.status = status;
     req->res.reason = status == 200 ? "OK" : status == 204 ? "No Content" : status == 403 ? "Forbidden"
                       : status == 503                         ? "Service Unavailable"
+                      : status == 413                         ? "Payload Too Large"
                                                               : "Bad Request";
     if (ctype != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
@@ -925,6 +926,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         if (req->entity.base == NULL || req->entity.len == 0) {
             free(op);
             send_eio_error(req, SB_EIO_ERR_BAD_REQUEST);
+            return 0;
+        }
+        if (req->entity.len > cfg->max_payload) {
+            free(op);
+            send_body(req, 413, "application/json", H2O_STRLIT("{\"code\":3,\"message\":\"Payload too large\"}"));
             return 0;
         }
         if ((op->body = malloc(req->entity.len)) == NULL) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "switchboard/api.h"
 #include "switchboard/config.h"
 #include "switchboard/functions.h"
 #include "switchboard/log.h"
@@ -132,7 +133,11 @@ int main(int argc, char **argv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            sb_log(SB_LOG_INFO, "SIGHUP received (nothing to reload yet)", NULL);
+            const char *err = NULL;
+            if (sb_api_reload_keys(&server, &err) != 0)
+                sb_log(SB_LOG_ERROR, "SIGHUP: API keys not reloaded", "error", err, NULL);
+            else
+                sb_log(SB_LOG_INFO, "SIGHUP: API keys reloaded", NULL);
             continue;
         }
         sb_log(SB_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "switchboard/api.h"
 #include "switchboard/bus.h"
 #include "switchboard/engine.h"
 #include "switchboard/functions.h"
@@ -256,6 +257,8 @@ static void tick_cb(h2o_timeout_entry_t *e)
     /* Every heartbeat: is the Functions library still ours (Redis restarts, other versions)? */
     if (sb_redis_connected(w->cmd))
         check_functions(w);
+    if (w->idx == 0 && sb_redis_connected(w->cmd))
+        sb_api_heartbeat(w);
     if (w->idx == 0 && ++w->ticks % 10 == 0)
         trim_bus(w);
     h2o_timeout_link(w->ctx.loop, &w->tick_to, &w->tick);
@@ -301,6 +304,7 @@ static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
     sb_map_init(&w->rooms);
     sb_engine_worker_init(w);
     sb_session_worker_init(w);
+    sb_api_worker_init(w);
     h2o_timeout_init(w->loop, &w->tick_to, s->cfg->heartbeat_interval_ms);
     w->tick.cb = tick_cb;
     h2o_timeout_link(w->loop, &w->tick_to, &w->tick);
@@ -343,11 +347,14 @@ int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, cons
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("switchboard"));
     /* DESIGN §6: no cleartext HTTP/2 (2.2.5 lacks the rapid-reset fix), bodies bounded by maxPayload. */
     s->globalconf.http1.upgrade_to_http2 = 0;
-    s->globalconf.max_request_entity_size = cfg->max_payload;
+    /* The engine checks maxPayload and the API --api-max-body themselves; h2o refuses anything above both. */
+    s->globalconf.max_request_entity_size = cfg->max_payload > cfg->api_max_body ? cfg->max_payload : cfg->api_max_body;
     h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     sb_engine_register(h2o_config_register_path(host, "/socket.io", 0), s);
     h2o_create_handler(h2o_config_register_path(host, "/healthz", 0), sizeof(h2o_handler_t))->on_req = on_healthz;
     h2o_create_handler(h2o_config_register_path(host, "/readyz", 0), sizeof(h2o_handler_t))->on_req = on_readyz;
+    if (sb_api_init(s, host, why) != 0)
+        return SB_EINVAL;
 
     s->nworkers = cfg->threads;
     s->workers = calloc(s->nworkers, sizeof(*s->workers));

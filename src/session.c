@@ -49,6 +49,17 @@ typedef struct pending_ack {
     h2o_linklist_t link;
 } pending_ack_t;
 
+/* An event the server sent with an ack id (bus emit with reply_to): the client's
+ * answer is XADDed to reply_to with request_id. */
+typedef struct server_ack {
+    int64_t id;
+    char *reply_to;
+    char *request_id;
+    sb_socket_t *sock;
+    h2o_timeout_entry_t timer;
+    h2o_linklist_t link;
+} server_ack_t;
+
 enum { SOCK_CONNECTING, SOCK_CONNECTED, SOCK_CLOSED };
 
 struct sb_socket {
@@ -62,6 +73,9 @@ struct sb_socket {
     h2o_linklist_t memberships; /* sb_member_t.sock_link */
     h2o_linklist_t acks;        /* pending_ack_t.link */
     size_t nacks;
+    h2o_linklist_t sacks; /* server_ack_t.link */
+    size_t nsacks;
+    int64_t next_ack_id;
     h2o_linklist_t conn_link;
     uint64_t mark;
     uint64_t except_mark;
@@ -225,6 +239,63 @@ static void ack_free(pending_ack_t *a)
     free(a);
 }
 
+static void sack_free(server_ack_t *a)
+{
+    if (h2o_timeout_is_linked(&a->timer))
+        h2o_timeout_unlink(&a->timer);
+    h2o_linklist_unlink(&a->link);
+    a->sock->nsacks--;
+    free(a->reply_to);
+    free(a->request_id);
+    free(a);
+}
+
+static void sack_timeout_cb(h2o_timeout_entry_t *e)
+{
+    /* The requester has its own deadline and answers its caller; only forget the id here. */
+    sack_free(H2O_STRUCT_FROM_MEMBER(server_ack_t, timer, e));
+}
+
+static void reply_done(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    (void)data;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        sb_log(SB_LOG_WARN, "writing an ack reply failed", "error", reply != NULL ? reply->str : err, NULL);
+}
+
+/* The client answered an event the server sent with an ack id. */
+static void handle_client_ack(sb_socket_t *s, sb_sio_packet_t *p)
+{
+    server_ack_t *a = NULL;
+    for (h2o_linklist_t *l = s->sacks.next; l != &s->sacks; l = l->next) {
+        server_ack_t *x = H2O_STRUCT_FROM_MEMBER(server_ack_t, link, l);
+        if (x->id == p->ack_id) {
+            a = x;
+            break;
+        }
+    }
+    if (a == NULL) {
+        sb_log(SB_LOG_DEBUG, "client ack for an unknown or expired id ignored", "socket", s->id, NULL);
+        return;
+    }
+    char *args = json_dumps(p->data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    if (args != NULL) {
+        const char *xadd[] = {"XADD", a->reply_to, "MAXLEN", "~", "1000", "*", "request_id", a->request_id,
+                              "socket", s->id, "args", args};
+        size_t xl[SB_ARRAY_SIZE(xadd)];
+        for (size_t i = 0; i < SB_ARRAY_SIZE(xadd); i++)
+            xl[i] = strlen(xadd[i]);
+        /* Reply streams are per requester and short-lived: they expire when nobody reads them any more. */
+        const char *exp[] = {"PEXPIRE", a->reply_to, "300000"};
+        size_t el[] = {7, strlen(a->reply_to), 6};
+        if (sb_redis_commandargv(s->w->cmd, reply_done, NULL, 0, (int)SB_ARRAY_SIZE(xadd), xadd, xl) == 0)
+            sb_redis_commandargv(s->w->cmd, reply_done, NULL, 0, 3, exp, el);
+        free(args);
+    }
+    sack_free(a);
+}
+
 static pending_ack_t *ack_find(sb_socket_t *s, int64_t id)
 {
     for (h2o_linklist_t *l = s->acks.next; l != &s->acks; l = l->next) {
@@ -265,6 +336,8 @@ static void socket_close(sb_socket_t *s, const char *reason)
         member_free(s->w, H2O_STRUCT_FROM_MEMBER(sb_member_t, sock_link, s->memberships.next));
     while (!h2o_linklist_is_empty(&s->acks))
         ack_free(H2O_STRUCT_FROM_MEMBER(pending_ack_t, link, s->acks.next));
+    while (!h2o_linklist_is_empty(&s->sacks))
+        sack_free(H2O_STRUCT_FROM_MEMBER(server_ack_t, link, s->sacks.next));
     sb_map_del(&s->w->sockets, s->id, SB_SID_LEN);
     if (h2o_linklist_is_linked(&s->conn_link))
         h2o_linklist_unlink(&s->conn_link);
@@ -367,6 +440,7 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
     s->state = SOCK_CONNECTING;
     h2o_linklist_init_anchor(&s->memberships);
     h2o_linklist_init_anchor(&s->acks);
+    h2o_linklist_init_anchor(&s->sacks);
     s->user = strdup(s->id); /* anonymous mode: the user is the socket */
     char *auth = p->data != NULL ? json_dumps(p->data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (s->user == NULL || sb_map_set(&w->sockets, s->id, SB_SID_LEN, s) != 0) {
@@ -509,7 +583,7 @@ static void dispatch(sio_conn_t *sc, sb_sio_packet_t *p)
         break;
     case SB_SIO_ACK:
     case SB_SIO_BINARY_ACK:
-        /* The server asks no acks of clients yet (a later REST call will); an unknown ack id is ignored. */
+        handle_client_ack(s, p);
         break;
     case SB_SIO_DISCONNECT:
         socket_close(s, "client namespace disconnect");
@@ -733,6 +807,38 @@ static int collect_targets(sb_worker_t *w, json_t *msg, const char *nsp, int all
     return 0;
 }
 
+static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const char *reply_to,
+                          const char *request_id)
+{
+    if (s->state != SOCK_CONNECTED || s->sc == NULL || s->nsacks >= MAX_PENDING_ACKS)
+        return; /* the requester times out and tells its caller */
+    server_ack_t *a = calloc(1, sizeof(*a));
+    if (a == NULL || (a->reply_to = strdup(reply_to)) == NULL || (a->request_id = strdup(request_id)) == NULL) {
+        if (a != NULL)
+            free(a->reply_to);
+        free(a);
+        return;
+    }
+    a->id = s->next_ack_id++;
+    a->sock = s;
+    a->timer.cb = sack_timeout_cb;
+    sb_sio_encoded_t enc;
+    memset(&enc, 0, sizeof(enc));
+    if (sb_sio_encode_event(&enc, s->nsp, event, args, a->id) != 0) {
+        sb_sio_encoded_clear(&enc);
+        free(a->reply_to);
+        free(a->request_id);
+        free(a);
+        return;
+    }
+    h2o_linklist_insert(&s->sacks, &a->link);
+    s->nsacks++;
+    h2o_timeout_link(s->w->ctx.loop, &s->w->server_ack_to, &a->timer);
+    send_encoded(s, &enc);
+    sb_sio_encoded_clear(&enc);
+    atomic_fetch_add(&s->w->stats.events_out, 1);
+}
+
 int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why)
 {
     const char *nsp = msg_nsp(w, msg, why);
@@ -773,6 +879,26 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why)
         sb_sio_encoded_clear(&enc);
         free(v.items);
         return SB_ENOMEM;
+    }
+    json_t *reply_to = json_object_get(msg, "reply_to"), *request_id = json_object_get(msg, "request_id");
+    if (reply_to != NULL && !json_is_null(reply_to)) {
+        /* Each recipient gets the event with its own ack id; its answer goes to the reply_to stream. */
+        if (!json_is_string(reply_to) || json_string_length(reply_to) == 0 || json_string_length(reply_to) > 512 ||
+            !json_is_string(request_id) || json_string_length(request_id) == 0 ||
+            json_string_length(request_id) > 128) {
+            *why = !json_is_string(reply_to) ? "reply_to" : "request_id";
+            sb_buf_free(&text);
+            sb_sio_encoded_clear(&enc);
+            free(v.items);
+            return SB_EINVAL;
+        }
+        for (size_t i = 0; i < v.count; i++)
+            emit_with_ack(v.items[i], json_string_value(event), args, json_string_value(reply_to),
+                          json_string_value(request_id));
+        sb_buf_free(&text);
+        sb_sio_encoded_clear(&enc);
+        free(v.items);
+        return 0;
     }
     json_t *vol = json_object_get(msg, "volatile");
     sb_eio_msg_t m = {text.base, text.len, enc.nbins, enc.bins, NULL, json_is_true(vol)};
@@ -911,6 +1037,7 @@ void sb_session_worker_init(sb_worker_t *w)
 {
     h2o_timeout_init(w->ctx.loop, &w->connect_to, w->cfg->connect_timeout_ms);
     h2o_timeout_init(w->ctx.loop, &w->ack_to, w->cfg->ack_timeout_ms);
+    h2o_timeout_init(w->ctx.loop, &w->server_ack_to, SB_SERVER_ACK_MAX_MS + 1000);
 }
 
 void sb_session_worker_free(sb_worker_t *w)

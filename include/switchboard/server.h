@@ -26,6 +26,8 @@
 
 #define SB_NODE_ID_LEN 12
 #define SB_SID_LEN 20
+/* Longest wait for a client's answer to a server-sent event with an ack (REST ack_timeout_ms is capped to it). */
+#define SB_SERVER_ACK_MAX_MS 60000
 
 typedef struct sb_server sb_server_t;
 typedef struct sb_worker sb_worker_t;
@@ -65,6 +67,7 @@ struct sb_worker {
     h2o_timeout_t upgrade_to;
     h2o_timeout_t linger_to; /* 1 s: a client-closed polling session's racing GET */
     h2o_timeout_t ack_to;
+    h2o_timeout_t server_ack_to; /* server-sent events waiting for the client's ack */
     h2o_timeout_t tick_to; /* housekeeping every --heartbeat-interval */
     h2o_timeout_entry_t tick;
     uint64_t ticks;
@@ -78,6 +81,9 @@ struct sb_worker {
 
     /* bus reader state */
     char bus_last_id[48];
+    char reply_key[600];     /* <prefix>{node:<node>}:replies:<idx>: answers to this worker's REST emit-with-ack */
+    char reply_last_id[48];
+    void *api;               /* the REST API's per-worker state (api.c) */
     int bus_reading;
     int bus_ready; /* last id known, reading */
 

@@ -1,0 +1,61 @@
+-- node.lua -- sb_node_beat: a node's heartbeat and figures; sb_stats: every live node's figures.
+--
+-- sb_node_beat
+-- KEYS[1] P{node:<node>}        HASH of the node's figures (expires after ttl_ms)
+-- KEYS[2] Pnodes                ZSET node id -> last heartbeat (ms)
+-- ARGV[1] P   ARGV[2] node   ARGV[3] now_ms   ARGV[4] ttl_ms   ARGV[5..] field, value pairs
+-- Returns 1.
+-- Invariant: a node is live while its hash exists; Pnodes only lists nodes
+--         seen within the last ttl_ms (older members are removed here, by any
+--         node's beat), so listing it never grows without bound.
+--
+-- sb_stats (no writes)
+-- KEYS[1] Pnodes
+-- ARGV[1] P
+-- Returns { {node, {field, value, ...}}, ... } for every node whose hash exists,
+--         ordered by node id.
+
+local function node_beat_cb(keys, args)
+    local fn = 'sb_node_beat'
+    local p = args[1]
+    if type(p) ~= 'string' then
+        sb_common_fail(fn, 'ARGV[1] (prefix) must be a string')
+    end
+    local node = sb_common_str(fn, args, 2, 'node')
+    local now = sb_common_uint(fn, args, 3, 'now_ms')
+    local ttl = sb_common_posint(fn, args, 4, 'ttl_ms')
+    sb_common_expect_key(fn, keys, 1, p .. '{node:' .. node .. '}')
+    sb_common_expect_key(fn, keys, 2, p .. 'nodes')
+    if (#args - 4) % 2 ~= 0 then
+        sb_common_fail(fn, 'ARGV[5..] must be field, value pairs')
+    end
+    if #args > 4 then
+        redis.call('HSET', keys[1], unpack(args, 5))
+    end
+    redis.call('HSET', keys[1], 'id', node, 'last_seen', now)
+    redis.call('PEXPIRE', keys[1], ttl)
+    redis.call('ZADD', keys[2], now, node)
+    redis.call('ZREMRANGEBYSCORE', keys[2], '-inf', '(' .. (tonumber(now) - tonumber(ttl)))
+    return 1
+end
+
+local function node_stats_cb(keys, args)
+    local fn = 'sb_stats'
+    local p = args[1]
+    if type(p) ~= 'string' then
+        sb_common_fail(fn, 'ARGV[1] (prefix) must be a string')
+    end
+    sb_common_expect_key(fn, keys, 1, p .. 'nodes')
+    local out = {}
+    for _, node in ipairs(redis.call('ZRANGE', keys[1], 0, -1)) do
+        local h = redis.call('HGETALL', p .. '{node:' .. node .. '}')
+        if #h > 0 then
+            out[#out + 1] = {node, h}
+        end
+    end
+    table.sort(out, function(a, b) return a[1] < b[1] end)
+    return out
+end
+
+redis.register_function('sb_node_beat', node_beat_cb)
+redis.register_function{function_name = 'sb_stats', callback = node_stats_cb, flags = {'no-writes'}}
