@@ -1,0 +1,71 @@
+/*
+ * auth.h — JWT verification for client connections (CONTRACT §2) and the
+ * room-pattern checks of the claims.
+ *
+ * One sb_auth_t per process, created from the configuration at start-up and
+ * shared read-only by the workers (sb_auth_reload swaps the key under a lock
+ * on SIGHUP). Each worker owns an sb_auth_cache_t of verified tokens, so a
+ * reconnect storm does not verify the same signature again and again.
+ *
+ * libjwt 1.10 pitfalls handled here (DESIGN §6): the token's own `alg` is
+ * never trusted (it must equal --jwt-alg, `none` is always refused, and an
+ * HS* token "signed" with the RSA/EC public key is refused); a NULL key is
+ * never passed to jwt_decode; exp (required), nbf, iss and aud are checked
+ * here with --jwt-leeway, since 1.10 validates no claim.
+ */
+#ifndef SWITCHBOARD_AUTH_H
+#define SWITCHBOARD_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "switchboard/config.h"
+
+typedef struct sb_auth sb_auth_t;
+typedef struct sb_auth_cache sb_auth_cache_t;
+
+/* What a verified token grants. All strings malloc'd; free with sb_claims_free. */
+typedef struct sb_claims {
+    char *sub;               /* user id (required claim) */
+    sb_strlist_t rooms;      /* patterns the client may $join / $leave itself */
+    sb_strlist_t publish;    /* patterns the client may $publish to */
+    sb_strlist_t join;       /* rooms joined at connect */
+    int64_t exp;             /* seconds since the epoch */
+} sb_claims_t;
+
+/* Reads --jwt-secret / --jwt-public-key per cfg. Returns NULL with *why set
+ * when a key file cannot be read or parsed. With neither configured the
+ * verifier is in anonymous mode (sb_auth_enabled returns 0). */
+sb_auth_t *sb_auth_create(const sb_config_t *cfg, const char **why);
+void sb_auth_free(sb_auth_t *a);
+int sb_auth_enabled(const sb_auth_t *a);
+/* Re-reads the key (SIGHUP). On failure the old key stays in force. Thread-safe. */
+int sb_auth_reload(sb_auth_t *a, const char **why);
+
+/* Verifies `token` at time now_ms. Returns 0 and fills *out, or SB_EINVAL with
+ * *code one of "token_missing", "token_invalid" (malformed or bad signature),
+ * "token_algorithm" (alg not the configured one, or none), "token_expired",
+ * "token_not_yet_valid", "token_issuer", "token_audience", "token_claims"
+ * (sub missing or a claim of the wrong type), and *message a short human
+ * text. Both static. On failure *out is untouched. Thread-safe. */
+int sb_auth_verify(sb_auth_t *a, const char *token, size_t len, uint64_t now_ms, sb_claims_t *out, const char **code,
+                   const char **message);
+
+/* A bounded per-worker cache (LRU, at most max entries) of verified tokens,
+ * keyed by the token's SHA-256; entries are valid until the token's exp. */
+sb_auth_cache_t *sb_auth_cache_create(size_t max);
+void sb_auth_cache_free(sb_auth_cache_t *c);
+/* Like sb_auth_verify, through the cache (a hit copies the cached claims; an
+ * expired entry is dropped and the token verified again, which then fails
+ * with token_expired). A reload (key generation change) empties the cache. */
+int sb_auth_verify_cached(sb_auth_t *a, sb_auth_cache_t *c, const char *token, size_t len, uint64_t now_ms,
+                          sb_claims_t *out, const char **code, const char **message);
+size_t sb_auth_cache_hits(const sb_auth_cache_t *c);
+
+void sb_claims_free(sb_claims_t *c);
+int sb_claims_copy(sb_claims_t *dst, const sb_claims_t *src);
+
+/* 1 when `room` matches one of the patterns: '*' matches any run of
+ * characters (also empty), '?' one character, everything else literally. */
+int sb_auth_match(const sb_strlist_t *patterns, const char *room);
+
+#endif
