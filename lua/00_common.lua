@@ -160,3 +160,60 @@ local function sb_common_disconnect(p, sid, reason, ts, maxlen)
     sb_common_xadd(p, maxlen, 'disconnect', nsp, sid, uid, node, ts, 'reason', reason)
     return 1
 end
+
+-- Token buckets (rate limits). A bucket is a HASH {t = tokens, ts = ms of
+-- the last update}; it refills `rate` tokens per `period` ms up to `burst`,
+-- and expires once it would be full again, so idle buckets cost nothing.
+-- Reads the bucket at `now`: returns its current tokens (without writing).
+local function sb_common_bucket_tokens(key, rate, period, burst, now)
+    local b = redis.call('HMGET', key, 't', 'ts')
+    local tokens = tonumber(b[1])
+    local ts = tonumber(b[2])
+    if not tokens or not ts then
+        return burst
+    end
+    if now > ts then
+        tokens = math.min(burst, tokens + (now - ts) * rate / period)
+    end
+    return tokens
+end
+
+-- Milliseconds until `cost` tokens are there.
+local function sb_common_bucket_wait(tokens, cost, rate, period)
+    return math.ceil((cost - tokens) * period / rate)
+end
+
+local function sb_common_bucket_store(key, tokens, rate, period, burst, now)
+    redis.call('HSET', key, 't', tostring(tokens), 'ts', now)
+    redis.call('PEXPIRE', key, math.ceil((burst - tokens) * period / rate) + 1000)
+end
+
+-- Bucket parameters from args[i], args[i+1], args[i+2] (rate, period_ms, burst).
+local function sb_common_bucket_params(fn, args, i)
+    local rate = tonumber(sb_common_posint(fn, args, i, 'rate'))
+    local period = tonumber(sb_common_posint(fn, args, i + 1, 'period_ms'))
+    local burst = tonumber(sb_common_posint(fn, args, i + 2, 'burst'))
+    return rate, period, burst
+end
+
+-- Takes `cost` tokens from every bucket, or from none: returns 0 when all had
+-- enough, else the longest wait in ms (nothing written). buckets is a list of
+-- {key, rate, period, burst}.
+local function sb_common_buckets_take(buckets, now, cost)
+    local wait = 0
+    local left = {}
+    for i, b in ipairs(buckets) do
+        local tokens = sb_common_bucket_tokens(b[1], b[2], b[3], b[4], now)
+        if tokens < cost then
+            wait = math.max(wait, sb_common_bucket_wait(tokens, cost, b[2], b[3]))
+        end
+        left[i] = tokens - cost
+    end
+    if wait > 0 then
+        return wait
+    end
+    for i, b in ipairs(buckets) do
+        sb_common_bucket_store(b[1], left[i], b[2], b[3], b[4], now)
+    end
+    return 0
+end

@@ -12,8 +12,12 @@
 -- ARGV[8] events_maxlen (>= 1, XADD MAXLEN ~)
 -- ARGV[9] auth_json (the CONNECT auth payload as JSON text; "" is stored as "{}")
 -- ARGV[10..] extra rooms to join at connect (e.g. the token's "join" claim)
+-- With KEYS[6] P{rl:addr:<client address>} (a connection-rate bucket), ARGV[10],
+-- ARGV[11], ARGV[12] are its rate, period_ms and burst, and the rooms start at ARGV[13].
 -- Returns 1 when recorded; 0 when the socket hash already exists (a retry):
---         then nothing is written, in particular no second connect entry.
+--         then nothing is written, in particular no second connect entry;
+--         {-1, retry_after_ms} when the address is over its connection rate
+--         (nothing written, no token taken).
 -- Invariant: the socket is in "user:<uid>" and every extra room, and each of
 --         those memberships is mirrored in the room set and the namespace's
 --         room list; exactly one connect entry is written per socket id.
@@ -38,7 +42,14 @@ local function connect_cb(keys, args)
     if auth == '' then
         auth = '{}'
     end
-    for i = 10, #args do
+    local first_room = 10
+    local bucket = nil
+    if #keys >= 6 then
+        local rate, period, burst = sb_common_bucket_params(fn, args, 10)
+        bucket = {keys[6], rate, period, burst}
+        first_room = 13
+    end
+    for i = first_room, #args do
         sb_common_str(fn, args, i, 'room')
     end
     sb_common_expect_key(fn, keys, 1, sb_common_sock_key(p, sid))
@@ -50,12 +61,18 @@ local function connect_cb(keys, args)
     if redis.call('EXISTS', keys[1]) == 1 then
         return 0
     end
+    if bucket then
+        local wait = sb_common_buckets_take({bucket}, tonumber(ts), 1)
+        if wait > 0 then
+            return {-1, wait}
+        end
+    end
     redis.call('HSET', keys[1], 'id', sid, 'nsp', nsp, 'user', uid, 'node', node,
         'transport', transport, 'connected_at', ts)
     local user_room = sb_common_user_room(uid)
     redis.call('SADD', keys[2], user_room)
     sb_common_room_add(p, nsp, user_room, sid)
-    for i = 10, #args do
+    for i = first_room, #args do
         redis.call('SADD', keys[2], args[i])
         sb_common_room_add(p, nsp, args[i], sid)
     end

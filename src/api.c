@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include "switchboard/api.h"
 #include "switchboard/log.h"
 #include "switchboard/socketio.h"
+#include "switchboard/store.h"
 
 #define MAX_BATCH 100
 #define MAX_NAME 512 /* room, user and socket names in paths and bodies */
@@ -196,6 +198,8 @@ static const char *reason_of(int status)
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
     case 504:
         return "Gateway Timeout";
     default:
@@ -239,6 +243,8 @@ static int status_of_code(const char *code)
         return 413;
     if (strcmp(code, "timeout") == 0)
         return 504;
+    if (strcmp(code, "rate_limited") == 0)
+        return 429;
     return 503;
 }
 
@@ -812,7 +818,8 @@ static int query_param(h2o_req_t *req, const char *name, char *out, size_t outle
     return 0;
 }
 
-static int authorized(h2o_req_t *req)
+/* Returns 1 and the presented key when it is valid. */
+static int authorized(h2o_req_t *req, const char **key, size_t *keylen)
 {
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (i < 0)
@@ -824,6 +831,8 @@ static int authorized(h2o_req_t *req)
     size_t kl = v.len - 7;
     while (kl > 0 && k[0] == ' ')
         k++, kl--;
+    *key = k;
+    *keylen = kl;
     return kl > 0 && sb_api_key_valid(k, kl);
 }
 
@@ -1031,11 +1040,55 @@ static int get_nsp(sb_worker_t *w, h2o_req_t *req, char *nsp, size_t len)
     return 0;
 }
 
+static int route(sb_worker_t *w, h2o_req_t *req);
+
+/* The per-key bucket answered (--rate-api). */
+static void on_api_rate(sb_worker_t *w, int status, long long retry_ms, void *data)
+{
+    api_call_t *c = data;
+    if (c->req == NULL) {
+        c->finished = 1;
+        call_free_if_done(c);
+        return;
+    }
+    if (status == SB_EAGAIN) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%lld", (retry_ms + 999) / 1000);
+        h2o_add_header_by_str(&c->req->pool, &c->req->res.headers, H2O_STRLIT("retry-after"), 0, NULL, ra,
+                              strlen(ra));
+        json_t *body = error_body("rate_limited", "too many requests for this API key", NULL);
+        json_object_set_new(json_object_get(body, "error"), "retry_after_ms", json_integer(retry_ms));
+        call_answer(c, 429, body);
+        return;
+    }
+    if (status != SB_OK) {
+        call_answer(c, 503, error_body("unavailable", "redis is not reachable", NULL));
+        return;
+    }
+    c->finished = 1; /* this call's part is done; the route answers the request */
+    h2o_req_t *req = c->req;
+    call_free_if_done(c);
+    route(w, req);
+}
+
+/* Buckets are named by a digest of the key: keys never reach Redis. */
+static void key_id(const char *key, size_t len, char out[33])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < 16 && i < mdlen; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    out[32] = '\0';
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     sb_worker_t *w = worker_of_req(req);
-    if (!authorized(req)) {
+    const char *key = NULL;
+    size_t keylen = 0;
+    if (!authorized(req, &key, &keylen)) {
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("www-authenticate"), 0, NULL,
                               H2O_STRLIT("Bearer realm=\"switchboard\""));
         send_error(req, "unauthorized", "a valid API key is required: Authorization: Bearer <key>", NULL);
@@ -1049,6 +1102,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_error(req, "unavailable", "redis is not reachable", NULL);
         return 0;
     }
+    if (w->cfg->rate_api.rate > 0) {
+        api_call_t *c = call_new(w, req);
+        char id[33];
+        key_id(key, keylen, id);
+        if (c == NULL || sb_store_ratelimit(w, "key", id, &w->cfg->rate_api, on_api_rate, c) != 0) {
+            if (c != NULL)
+                c->finished = 1;
+            send_error(req, "unavailable", "redis is not reachable", NULL);
+        }
+        return 0;
+    }
+    return route(w, req);
+}
+
+static int route(sb_worker_t *w, h2o_req_t *req)
+{
     /* The path without the query string, after "/v1". */
     const char *path = req->path.base;
     size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;

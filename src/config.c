@@ -47,6 +47,7 @@ enum kind {
     K_UINT,    /* unsigned plain number */
     K_BOOL,    /* int; the value may be omitted on the command line (= true) */
     K_LEVEL,   /* int pino level */
+    K_RATE,    /* sb_rate_t: N/DURATION[:BURST] or off */
     K_HELP,    /* --help */
     K_VERSION, /* --version */
 };
@@ -192,6 +193,23 @@ static const opt_t opts[] = {
      "Required value (or member) of the token's aud claim.", NULL},
     {"jwt-leeway", K_DUR, 0, OFF(jwt_leeway_ms), 0, MS_HOUR, NULL, NULL, "DURATION", "0",
      "Clock skew tolerated when checking exp and nbf.", NULL},
+
+    {"rate-socket-events", K_RATE, 0, OFF(rate_socket_events), 0, 0, NULL, "Rate limits", "N/DURATION[:BURST]",
+     "50/1s:100",
+     "Events one socket may send (held in Redis, so across all nodes); over it: rate_limited error acks. "
+     "'off' disables.",
+     NULL},
+    {"rate-user-events", K_RATE, 0, OFF(rate_user_events), 0, 0, NULL, NULL, "N/DURATION[:BURST]", "200/1s:400",
+     "Events all sockets of one user may send together.", NULL},
+    {"rate-room-publish", K_RATE, 0, OFF(rate_room_publish), 0, 0, NULL, NULL, "N/DURATION[:BURST]", "100/1s:200",
+     "$publish calls into one room, from all clients together.", NULL},
+    {"rate-connections", K_RATE, 0, OFF(rate_connections), 0, 0, NULL, NULL, "N/DURATION[:BURST]", "50/1s:200",
+     "Socket.IO connects from one client address; over it the connect is refused (CONNECT_ERROR rate_limited).",
+     NULL},
+    {"rate-api", K_RATE, 0, OFF(rate_api), 0, 0, NULL, NULL, "N/DURATION[:BURST]", "1000/1s:2000",
+     "REST calls per API key; over it: 429 with Retry-After.", NULL},
+    {"rate-abuse-limit", K_UINT, 0, OFF(rate_abuse_limit), 0, 1000000, NULL, NULL, "N", "50",
+     "Rate-limited events in a row after which the socket is disconnected; 0 never disconnects.", NULL},
 
     {"log-level", K_LEVEL, 0, OFF(log_level), 0, 0, NULL, "Logging", "LEVEL", "info",
      "trace, debug, info, warn, error, fatal or silent.", NULL},
@@ -703,6 +721,12 @@ static int set_one(parser_t *p, size_t i, enum source src, const char *v)
         if (parse_level(v, (int *)(void *)field) != 0)
             return fail_value(p, o, src, v, "must be trace, debug, info, warn, error, fatal or silent");
         return 0;
+    case K_RATE:
+        if (sb_config_parse_rate(v, (sb_rate_t *)(void *)field) != 0)
+            return fail_value(p, o, src, v,
+                              "is not a rate: N/DURATION[:BURST] (e.g. 20/1s, 100/1m:200) or off; N and BURST up to "
+                              "1000000");
+        return 0;
     case K_HELP:
     case K_VERSION:
         break;
@@ -947,6 +971,34 @@ static int finish(parser_t *p)
 
 /* ---------- public API ---------- */
 
+int sb_config_parse_rate(const char *s, sb_rate_t *out)
+{
+    if (strcasecmp(s, "off") == 0 || strcmp(s, "0") == 0) {
+        *out = (sb_rate_t){0, 0, 0};
+        return 0;
+    }
+    const char *slash = strchr(s, '/');
+    if (slash == NULL || slash == s)
+        return SB_EINVAL;
+    uint64_t n, burst, period;
+    if (parse_digits(s, (size_t)(slash - s), &n) != 0 || n < 1 || n > 1000000)
+        return SB_EINVAL;
+    const char *colon = strchr(slash + 1, ':');
+    char dur[64];
+    size_t dl = colon != NULL ? (size_t)(colon - slash - 1) : strlen(slash + 1);
+    if (dl == 0 || dl >= sizeof(dur))
+        return SB_EINVAL;
+    memcpy(dur, slash + 1, dl);
+    dur[dl] = '\0';
+    if (sb_config_parse_duration(dur, &period) != 0 || period < 1 || period > MS_DAY)
+        return SB_EINVAL;
+    burst = n;
+    if (colon != NULL && (parse_digits(colon + 1, strlen(colon + 1), &burst) != 0 || burst < 1 || burst > 1000000))
+        return SB_EINVAL;
+    *out = (sb_rate_t){n, period, burst};
+    return 0;
+}
+
 void sb_config_init(sb_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -988,6 +1040,12 @@ void sb_config_init(sb_config_t *cfg)
     cfg->webhook_breaker_cooldown_ms = 5000;
     cfg->events_stream = 1;
     cfg->api_max_body = 1 * MIB;
+    cfg->rate_socket_events = (sb_rate_t){50, 1000, 100};
+    cfg->rate_user_events = (sb_rate_t){200, 1000, 400};
+    cfg->rate_room_publish = (sb_rate_t){100, 1000, 200};
+    cfg->rate_connections = (sb_rate_t){50, 1000, 200};
+    cfg->rate_api = (sb_rate_t){1000, 1000, 2000};
+    cfg->rate_abuse_limit = 50;
 }
 
 int sb_config_parse(sb_config_t *cfg, int argc, char **argv, char **envp, char *err, size_t errlen)

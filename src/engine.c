@@ -28,7 +28,8 @@ struct sb_eio_conn {
     int awaiting_pong;
     int upgrading; /* probe answered "3probe", waiting for "5" */
     const char *close_reason;
-    char remote[64];
+    char remote[64]; /* masked, for logs */
+    char addr[64];   /* in full, for per-address rate limits */
     void *data;
 
     sb_buf_t out;         /* polling: queued payload (0x1e-joined packets) */
@@ -241,6 +242,7 @@ static sb_eio_conn_t *conn_new(sb_worker_t *w, sb_eio_transport_t transport, h2o
         snprintf(c->remote, sizeof(c->remote), "unknown");
     else {
         host[hl] = '\0';
+        snprintf(c->addr, sizeof(c->addr), "%s", host);
         sb_log_mask_addr(host, c->remote, sizeof(c->remote));
     }
     if (sb_map_set(&w->conns, c->sid, SB_SID_LEN, c) != 0) {
@@ -483,6 +485,10 @@ sb_worker_t *sb_eio_worker(const sb_eio_conn_t *c)
 const char *sb_eio_remote(const sb_eio_conn_t *c)
 {
     return c->remote;
+}
+const char *sb_eio_addr(const sb_eio_conn_t *c)
+{
+    return c->addr[0] != '\0' ? c->addr : NULL;
 }
 void *sb_eio_data(const sb_eio_conn_t *c)
 {

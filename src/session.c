@@ -74,6 +74,8 @@ struct sb_socket {
     h2o_linklist_t acks;        /* pending_ack_t.link */
     size_t nacks;
     h2o_linklist_t sacks; /* server_ack_t.link */
+    unsigned limited_in_a_row; /* events refused by the rate limits since the last accepted one */
+    const char *close_reason;  /* overrides the connection's reason in the disconnect entry */
     size_t nsacks;
     int64_t next_ack_id;
     h2o_linklist_t conn_link;
@@ -381,17 +383,38 @@ static void send_connect_error(sio_conn_t *sc, const char *nsp, const char *mess
     sb_buf_free(&b);
 }
 
-static void connect_done(sb_worker_t *w, int ok, long long value, void *data)
+static void send_rate_limited_connect_error(sio_conn_t *sc, const char *nsp, long long retry_ms)
 {
-    (void)value;
+    json_t *data = json_pack("{s:s,s:I}", "code", "rate_limited", "retry_after_ms", (json_int_t)retry_ms);
+    sb_buf_t b, sio;
+    sb_buf_init(&b, 0);
+    sb_buf_init(&sio, 0);
+    if (data != NULL && sb_sio_encode_connect_error(&sio, nsp, "Too many connections", data) == 0 &&
+        sb_buf_append_char(&b, '4') == 0 && sb_buf_append(&b, sio.base, sio.len) == 0)
+        sb_eio_send_text(sc->eio, b.base, b.len, 0, NULL);
+    json_decref(data);
+    sb_buf_free(&sio);
+    sb_buf_free(&b);
+}
+
+static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *data)
+{
     sb_socket_t *s = data;
     if (s->state == SOCK_CONNECTING) {
-        if (!ok) {
+        if (status != SB_OK) {
             sio_conn_t *sc = s->sc;
-            sb_log(SB_LOG_WARN, "socket registration failed, refusing connect", "socket", s->id, NULL);
-            if (sc != NULL)
-                send_connect_error(sc, s->nsp, "Service unavailable", "unavailable");
-            socket_close(s, "server unavailable");
+            if (status == SB_EAGAIN) {
+                sb_log(SB_LOG_DEBUG, "connect refused: too many connections from this address", "socket", s->id,
+                       NULL);
+                if (sc != NULL && sc->eio != NULL)
+                    send_rate_limited_connect_error(sc, s->nsp, retry_ms);
+                socket_close(s, "rate limited");
+            } else {
+                sb_log(SB_LOG_WARN, "socket registration failed, refusing connect", "socket", s->id, NULL);
+                if (sc != NULL)
+                    send_connect_error(sc, s->nsp, "Service unavailable", "unavailable");
+                socket_close(s, "server unavailable");
+            }
         } else {
             s->state = SOCK_CONNECTED;
             atomic_fetch_add(&w->stats.sockets, 1);
@@ -453,7 +476,8 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
     h2o_linklist_insert(&sc->sockets, &s->conn_link);
     s->refs++;
     const char *transport = sb_eio_transport(sc->eio) == SB_EIO_WEBSOCKET ? "websocket" : "polling";
-    if (sb_store_connect(w, s->id, nsp, s->user, transport, auth != NULL ? auth : "{}", connect_done, s) != 0) {
+    if (sb_store_connect(w, s->id, nsp, s->user, transport, auth != NULL ? auth : "{}", sb_eio_addr(sc->eio), NULL, 0,
+                         connect_done, s) != 0) {
         s->refs--;
         send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
         socket_close(s, "server unavailable");
@@ -466,22 +490,37 @@ typedef struct event_ctx {
     int64_t ack_id;
 } event_ctx_t;
 
-static void event_stored(sb_worker_t *w, int ok, long long value, void *data)
+/* The rate check (and stream write) of a client event is done. */
+static void event_stored(sb_worker_t *w, int status, long long retry_ms, void *data)
 {
-    (void)w;
-    (void)value;
     event_ctx_t *ec = data;
     sb_socket_t *s = ec->sock;
-    if (!ok) {
-        atomic_fetch_add(&s->w->stats.dropped, 1);
-        sb_log(SB_LOG_WARN, "client event could not be stored", "socket", s->id, NULL);
-        if (ec->ack_id >= 0 && s->state == SOCK_CONNECTED) {
-            pending_ack_t *a = ack_find(s, ec->ack_id);
-            if (a != NULL) {
-                ack_free(a);
-                send_error_ack(s, ec->ack_id, "backend_unavailable", "the event could not be queued for backends");
-            }
+    pending_ack_t *a = ec->ack_id >= 0 && s->state == SOCK_CONNECTED ? ack_find(s, ec->ack_id) : NULL;
+    if (status == SB_EAGAIN) {
+        atomic_fetch_add(&w->stats.rate_limited, 1);
+        if (a != NULL) {
+            ack_free(a);
+            json_t *args = json_pack("[{s:{s:s,s:s,s:I}}]", "error", "code", "rate_limited", "message",
+                                     "too many events; slow down", "retry_after_ms", (json_int_t)retry_ms);
+            if (args != NULL)
+                send_ack(s, ec->ack_id, args);
+            json_decref(args);
         }
+        if (w->cfg->rate_abuse_limit > 0 && ++s->limited_in_a_row >= w->cfg->rate_abuse_limit &&
+            s->state == SOCK_CONNECTED && s->sc != NULL && s->sc->eio != NULL) {
+            sb_log(SB_LOG_WARN, "socket keeps sending over its rate limit, disconnecting", "socket", s->id, NULL);
+            s->close_reason = "rate limited";
+            sb_eio_close(s->sc->eio, "forced close");
+        }
+    } else if (status != SB_OK) {
+        atomic_fetch_add(&w->stats.dropped, 1);
+        sb_log(SB_LOG_WARN, "client event could not be stored", "socket", s->id, NULL);
+        if (a != NULL) {
+            ack_free(a);
+            send_error_ack(s, ec->ack_id, "backend_unavailable", "the event could not be queued for backends");
+        }
+    } else {
+        s->limited_in_a_row = 0;
     }
     free(ec);
     sock_unref(s);
@@ -527,7 +566,7 @@ static void handle_event(sb_socket_t *s, sb_sio_packet_t *p)
     ec->sock = s;
     ec->ack_id = p->ack_id;
     s->refs++;
-    if (sb_store_event(w, s->nsp, s->id, s->user, json_string_value(name), argtext, strlen(argtext), p->ack_id,
+    if (sb_store_event(w, s->nsp, s->id, s->user, json_string_value(name), argtext, strlen(argtext), p->ack_id, 1,
                        event_stored, ec) != 0) {
         free(ec);
         s->refs--;
@@ -686,8 +725,10 @@ void sb_session_on_close(sb_eio_conn_t *c, const char *reason)
     sb_eio_set_data(c, NULL);
     if (h2o_timeout_is_linked(&sc->connect_timer))
         h2o_timeout_unlink(&sc->connect_timer);
-    while (!h2o_linklist_is_empty(&sc->sockets))
-        socket_close(H2O_STRUCT_FROM_MEMBER(sb_socket_t, conn_link, sc->sockets.next), reason);
+    while (!h2o_linklist_is_empty(&sc->sockets)) {
+        sb_socket_t *s = H2O_STRUCT_FROM_MEMBER(sb_socket_t, conn_link, sc->sockets.next);
+        socket_close(s, s->close_reason != NULL ? s->close_reason : reason);
+    }
     pending_clear(sc);
     free(sc);
 }

@@ -11,7 +11,7 @@
 #include "switchboard/log.h"
 #include "switchboard/store.h"
 
-#define MAX_ARGS 24
+#define MAX_ARGS 64
 #define KEYLEN 600
 
 size_t sb_key(const sb_worker_t *w, char *out, size_t outlen, const char *fmt, ...)
@@ -31,6 +31,7 @@ size_t sb_key(const sb_worker_t *w, char *out, size_t outlen, const char *fmt, .
 typedef struct call {
     sb_worker_t *w;
     sb_store_cb cb;
+    sb_store_limited_cb lcb;
     void *data;
     const char *what;
 } call_t;
@@ -47,6 +48,44 @@ static void on_reply(sb_redis_t *r, redisReply *reply, const char *err, void *da
     if (c->cb != NULL)
         c->cb(c->w, ok, value, c->data);
     free(c);
+}
+
+/* Replies of the rate-limited Functions: {1, x} allowed, {0, retry_ms} or {-1, retry_ms} limited, an integer
+ * (sb_connect without a limit hit) allowed. */
+static void on_limited_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    call_t *c = data;
+    int status = SB_OK;
+    long long retry = 0;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
+               reply != NULL ? reply->str : err != NULL ? err : "unknown", NULL);
+        status = SB_EIO;
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+               reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer <= 0) {
+        status = SB_EAGAIN;
+        retry = reply->element[1]->type == REDIS_REPLY_INTEGER ? reply->element[1]->integer : 1000;
+    }
+    c->lcb(c->w, status, retry, c->data);
+    free(c);
+}
+
+static int call_limited(sb_worker_t *w, const char *what, sb_store_limited_cb cb, void *data, int argc,
+                        const char **argv, const size_t *lens)
+{
+    call_t *c = malloc(sizeof(*c));
+    if (c == NULL)
+        return SB_ENOMEM;
+    c->w = w;
+    c->cb = NULL;
+    c->lcb = cb;
+    c->data = data;
+    c->what = what;
+    int rv = sb_redis_commandargv(w->cmd, on_limited_reply, c, 0, argc, argv, lens);
+    if (rv != 0)
+        free(c);
+    return rv;
 }
 
 static int call(sb_worker_t *w, const char *what, sb_store_cb cb, void *data, int argc, const char **argv,
@@ -83,10 +122,25 @@ static void args(argv_builder_t *b, const char *s)
     arg(b, s, strlen(s));
 }
 
-int sb_store_connect(sb_worker_t *w, const char *sid, const char *nsp, const char *user, const char *transport,
-                     const char *auth_json, sb_store_cb cb, void *data)
+static void rate_args(argv_builder_t *b, const sb_rate_t *r, char (*buf)[24])
 {
-    char k1[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN], k5[KEYLEN], ts[24], maxlen[24];
+    snprintf(buf[0], 24, "%" PRIu64, r->rate);
+    snprintf(buf[1], 24, "%" PRIu64, r->period_ms);
+    snprintf(buf[2], 24, "%" PRIu64, r->burst);
+    for (int i = 0; i < 3; i++)
+        args(b, buf[i]);
+}
+
+int sb_store_connect(sb_worker_t *w, const char *sid, const char *nsp, const char *user, const char *transport,
+                     const char *auth_json, const char *addr, const char *const *rooms, size_t nrooms,
+                     sb_store_limited_cb cb, void *data)
+{
+    char k1[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN], k5[KEYLEN], k6[KEYLEN], ts[24], maxlen[24], rate[3][24];
+    int limited = addr != NULL && w->cfg->rate_connections.rate > 0;
+    if (nrooms > MAX_ARGS - 24)
+        return SB_ETOOBIG;
+    if (limited && !sb_key(w, k6, sizeof(k6), "{rl:addr:%s}", addr))
+        return SB_ETOOBIG;
     if (!sb_key(w, k1, sizeof(k1), "{sock:%s}", sid) || !sb_key(w, k2, sizeof(k2), "{sock:%s}:rooms", sid) ||
         !sb_key(w, k3, sizeof(k3), "{user:%s}:sockets", user) ||
         !sb_key(w, k4, sizeof(k4), "{node:%s}:sockets", w->server->node_id) || !sb_key(w, k5, sizeof(k5), "events"))
@@ -96,12 +150,14 @@ int sb_store_connect(sb_worker_t *w, const char *sid, const char *nsp, const cha
     argv_builder_t b = {.argc = 0};
     args(&b, "FCALL");
     args(&b, "sb_connect");
-    args(&b, "5");
+    args(&b, limited ? "6" : "5");
     args(&b, k1);
     args(&b, k2);
     args(&b, k3);
     args(&b, k4);
     args(&b, k5);
+    if (limited)
+        args(&b, k6);
     args(&b, w->cfg->redis_prefix);
     args(&b, sid);
     args(&b, nsp);
@@ -111,7 +167,11 @@ int sb_store_connect(sb_worker_t *w, const char *sid, const char *nsp, const cha
     args(&b, ts);
     args(&b, maxlen);
     args(&b, auth_json);
-    return call(w, "sb_connect", cb, data, b.argc, b.argv, b.lens);
+    if (limited)
+        rate_args(&b, &w->cfg->rate_connections, rate);
+    for (size_t i = 0; i < nrooms; i++)
+        args(&b, rooms[i]);
+    return call_limited(w, "sb_connect", cb, data, b.argc, b.argv, b.lens);
 }
 
 int sb_store_join(sb_worker_t *w, const char *sid, const char *room, int join, sb_store_cb cb, void *data)
@@ -155,24 +215,44 @@ int sb_store_disconnect(sb_worker_t *w, const char *sid, const char *reason, sb_
 }
 
 int sb_store_event(sb_worker_t *w, const char *nsp, const char *sid, const char *user, const char *event,
-                   const char *args_json, size_t args_len, int64_t ack_id, sb_store_cb cb, void *data)
+                   const char *args_json, size_t args_len, int64_t ack_id, int write, sb_store_limited_cb cb,
+                   void *data)
 {
-    char key[KEYLEN], ts[24], maxlen[24], ack[24];
-    if (!sb_key(w, key, sizeof(key), "events"))
+    char key[KEYLEN], ks[KEYLEN], ku[KEYLEN], ts[24], maxlen[24], ack[24], n[4], rs[3][24], ru[3][24];
+    const sb_rate_t *per_sock = &w->cfg->rate_socket_events, *per_user = &w->cfg->rate_user_events;
+    int nb = (per_sock->rate > 0) + (per_user->rate > 0);
+    if (!write && nb == 0) {
+        cb(w, SB_OK, 0, data); /* nothing to write, nothing to limit */
+        return 0;
+    }
+    if (!sb_key(w, key, sizeof(key), "events") || !sb_key(w, ks, sizeof(ks), "{rl:sock:%s}", sid) ||
+        !sb_key(w, ku, sizeof(ku), "{rl:user:%s}", user))
         return SB_ETOOBIG;
     snprintf(ts, sizeof(ts), "%" PRIu64, sb_now_ms());
-    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, w->cfg->events_maxlen);
+    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, write ? w->cfg->events_maxlen : 0);
+    snprintf(n, sizeof(n), "%d", nb);
     if (ack_id >= 0)
         snprintf(ack, sizeof(ack), "%" PRId64, ack_id);
     else
         ack[0] = '\0';
+    char nkeys[4];
+    snprintf(nkeys, sizeof(nkeys), "%d", 1 + nb);
     argv_builder_t b = {.argc = 0};
-    args(&b, "XADD");
+    args(&b, "FCALL");
+    args(&b, "sb_event");
+    args(&b, nkeys);
     args(&b, key);
-    args(&b, "MAXLEN");
-    args(&b, "~");
+    if (per_sock->rate > 0)
+        args(&b, ks);
+    if (per_user->rate > 0)
+        args(&b, ku);
+    args(&b, ts);
     args(&b, maxlen);
-    args(&b, "*");
+    args(&b, n);
+    if (per_sock->rate > 0)
+        rate_args(&b, per_sock, rs);
+    if (per_user->rate > 0)
+        rate_args(&b, per_user, ru);
     args(&b, "type");
     args(&b, "event");
     args(&b, "namespace");
@@ -191,5 +271,27 @@ int sb_store_event(sb_worker_t *w, const char *nsp, const char *sid, const char 
     args(&b, w->server->node_id);
     args(&b, "ts");
     args(&b, ts);
-    return call(w, "xadd events", cb, data, b.argc, b.argv, b.lens);
+    return call_limited(w, "sb_event", cb, data, b.argc, b.argv, b.lens);
+}
+
+int sb_store_ratelimit(sb_worker_t *w, const char *kind, const char *id, const sb_rate_t *r, sb_store_limited_cb cb,
+                       void *data)
+{
+    if (r->rate == 0) {
+        cb(w, SB_OK, 0, data);
+        return 0;
+    }
+    char key[KEYLEN], now[24], rate[3][24];
+    if (!sb_key(w, key, sizeof(key), "{rl:%s:%s}", kind, id))
+        return SB_ETOOBIG;
+    snprintf(now, sizeof(now), "%" PRIu64, sb_now_ms());
+    argv_builder_t b = {.argc = 0};
+    args(&b, "FCALL");
+    args(&b, "sb_ratelimit");
+    args(&b, "1");
+    args(&b, key);
+    args(&b, now);
+    args(&b, "1");
+    rate_args(&b, r, rate);
+    return call_limited(w, "sb_ratelimit", cb, data, b.argc, b.argv, b.lens);
 }

@@ -30,6 +30,13 @@ typedef struct sb_strlist {
     size_t count;
 } sb_strlist_t;
 
+/* A token-bucket rate: `rate` tokens per `period_ms`, at most `burst` saved up. rate 0 = no limit. */
+typedef struct sb_rate {
+    uint64_t rate;
+    uint64_t period_ms;
+    uint64_t burst;
+} sb_rate_t;
+
 typedef struct sb_config {
     /* network */
     sb_listen_addr_t *listen; /* --listen HOST:PORT, repeatable; default 127.0.0.1:8080 */
@@ -89,6 +96,14 @@ typedef struct sb_config {
     char *jwt_audience;       /* --jwt-audience */
     uint64_t jwt_leeway_ms;   /* --jwt-leeway; default 0 */
 
+    /* rate limits (held in Redis: they hold across every node) */
+    sb_rate_t rate_socket_events; /* --rate-socket-events; default 50/1s:100 */
+    sb_rate_t rate_user_events;   /* --rate-user-events; default 200/1s:400 */
+    sb_rate_t rate_room_publish;  /* --rate-room-publish; default 100/1s:200 */
+    sb_rate_t rate_connections;   /* --rate-connections (per client address); default 50/1s:200 */
+    sb_rate_t rate_api;           /* --rate-api (per API key); default 1000/1s:2000 */
+    unsigned rate_abuse_limit;    /* --rate-abuse-limit; default 50 */
+
     /* logging */
     int log_level;       /* --log-level trace|debug|info|warn|error|fatal|silent; default info (stored as pino numbers 10..60, silent = 100) */
     int log_client_ips;  /* --log-client-ips; default false (addresses masked) */
@@ -112,6 +127,9 @@ int sb_config_parse(sb_config_t *cfg, int argc, char **argv, char **envp, char *
 int sb_config_parse_duration(const char *s, uint64_t *out_ms);
 /* Parses a size ("1000000", "64kb", "4mb") into bytes. 0 or SB_EINVAL. */
 int sb_config_parse_size(const char *s, uint64_t *out);
+
+/* Parses a rate "N/DURATION[:BURST]" (burst defaults to N) or "off"/"0". 0 or SB_EINVAL. */
+int sb_config_parse_rate(const char *s, sb_rate_t *out);
 
 /* Writes the --help text (every flag, its variable and its default) to f. */
 void sb_config_print_help(void *file /* FILE* */);

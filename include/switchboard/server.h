@@ -40,6 +40,7 @@ typedef struct sb_worker_stats {
     atomic_ulong events_out;
     atomic_ulong bus_entries;
     atomic_ulong dropped;
+    atomic_ulong rate_limited;
 } sb_worker_stats_t;
 
 struct sb_worker {

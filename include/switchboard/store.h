@@ -15,12 +15,24 @@
 /* ok: 1 when Redis applied the change (reply not an error), 0 otherwise. */
 typedef void (*sb_store_cb)(sb_worker_t *w, int ok, long long value, void *data);
 
+/* Outcome of a rate-limited write: SB_OK, SB_EAGAIN (over a limit: retry_ms says when), SB_EIO (Redis failed). */
+typedef void (*sb_store_limited_cb)(sb_worker_t *w, int status, long long retry_ms, void *data);
+
+/* Registers a socket (sb_connect). `addr` is the client address whose connection rate (--rate-connections) is
+ * checked in the same step; NULL or a disabled rate skips the check. `rooms` (count n) are joined at connect. */
 int sb_store_connect(sb_worker_t *w, const char *sid, const char *nsp, const char *user, const char *transport,
-                     const char *auth_json, sb_store_cb cb, void *data);
+                     const char *auth_json, const char *addr, const char *const *rooms, size_t nrooms,
+                     sb_store_limited_cb cb, void *data);
 int sb_store_join(sb_worker_t *w, const char *sid, const char *room, int join, sb_store_cb cb, void *data);
 int sb_store_disconnect(sb_worker_t *w, const char *sid, const char *reason, sb_store_cb cb, void *data);
-/* XADD <prefix>events: a client event. ack_id < 0 for none. */
+/* A client event: takes a token from the socket's and the user's buckets (--rate-socket-events,
+ * --rate-user-events) and, when allowed and `write` is set, XADDs it to <prefix>events — one atomic step.
+ * ack_id < 0 for none. */
 int sb_store_event(sb_worker_t *w, const char *nsp, const char *sid, const char *user, const char *event,
-                   const char *args_json, size_t args_len, int64_t ack_id, sb_store_cb cb, void *data);
+                   const char *args_json, size_t args_len, int64_t ack_id, int write, sb_store_limited_cb cb,
+                   void *data);
+/* Takes `cost` tokens from the bucket P{rl:<kind>:<id>} with rate r (sb_ratelimit). */
+int sb_store_ratelimit(sb_worker_t *w, const char *kind, const char *id, const sb_rate_t *r, sb_store_limited_cb cb,
+                       void *data);
 
 #endif

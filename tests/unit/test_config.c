@@ -874,6 +874,48 @@ static void test_free_releases_everything(void **state)
     sb_config_free(&c);
 }
 
+static void test_rates(void **state)
+{
+    (void)state;
+    sb_rate_t r;
+    assert_int_equal(sb_config_parse_rate("20/1s", &r), 0);
+    assert_int_equal(r.rate, 20);
+    assert_int_equal(r.period_ms, 1000);
+    assert_int_equal(r.burst, 20);
+    assert_int_equal(sb_config_parse_rate("100/1m:250", &r), 0);
+    assert_int_equal(r.rate, 100);
+    assert_int_equal(r.period_ms, 60000);
+    assert_int_equal(r.burst, 250);
+    assert_int_equal(sb_config_parse_rate("5/250ms:1", &r), 0);
+    assert_int_equal(r.period_ms, 250);
+    assert_int_equal(r.burst, 1);
+    assert_int_equal(sb_config_parse_rate("off", &r), 0);
+    assert_int_equal(r.rate, 0);
+    assert_int_equal(sb_config_parse_rate("0", &r), 0);
+    assert_int_equal(r.rate, 0);
+    const char *bad[] = {"", "20", "/1s", "20/", "20/1x", "0/1s", "20/1s:", "20/1s:0", "20/1s:x", "-1/1s",
+                         "2000000/1s", "20/0", "20/2d", "20/1s:5:6"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(sb_config_parse_rate(bad[i], &r), SB_EINVAL);
+
+    sb_config_t cfg;
+    char err[512];
+    sb_config_init(&cfg);
+    assert_int_equal(cfg.rate_socket_events.rate, 50);
+    char *argv[] = {"switchboard", "--rate-user-events", "7/2s:9", "--rate-api", "off", NULL};
+    assert_int_equal(sb_config_parse(&cfg, 5, argv, (char *[]){NULL}, err, sizeof(err)), 0);
+    assert_int_equal(cfg.rate_user_events.rate, 7);
+    assert_int_equal(cfg.rate_user_events.period_ms, 2000);
+    assert_int_equal(cfg.rate_user_events.burst, 9);
+    assert_int_equal(cfg.rate_api.rate, 0);
+    sb_config_free(&cfg);
+    sb_config_init(&cfg);
+    char *bad_argv[] = {"switchboard", "--rate-connections", "lots", NULL};
+    assert_int_equal(sb_config_parse(&cfg, 3, bad_argv, (char *[]){NULL}, err, sizeof(err)), 2);
+    assert_non_null(strstr(err, "--rate-connections"));
+    sb_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -891,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_secrets_not_echoed),
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_free_releases_everything),
+        cmocka_unit_test(test_rates),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

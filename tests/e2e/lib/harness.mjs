@@ -147,6 +147,9 @@ export async function startSwitchboard(opts) {
         '--redis', opts.redisUrl,
         '--redis-prefix', opts.prefix,
         '--threads', String(opts.threads || 2),
+        // Test files open many connections from 127.0.0.1 in bursts; the per-address connection limit has its
+        // own tests (which pass --rate-connections again: the last value wins).
+        '--rate-connections', 'off',
     ];
     for (const nsp of opts.namespaces || []) args.push('--namespace', nsp);
     args.push(...(opts.args || []));
