@@ -1127,6 +1127,7 @@ static int route(sb_worker_t *w, h2o_req_t *req)
     }
     path += 3;
     plen -= 3;
+    const char *allow = "GET"; /* for a 405: what the matched endpoint takes */
     int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
     int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
 #define IS(p) (plen == sizeof(p) - 1 && memcmp(path, p, sizeof(p) - 1) == 0)
@@ -1138,6 +1139,7 @@ static int route(sb_worker_t *w, h2o_req_t *req)
                {"/acks", "ack"}};
     for (size_t i = 0; i < SB_ARRAY_SIZE(ops); i++) {
         if (plen == strlen(ops[i].path) && memcmp(path, ops[i].path, plen) == 0) {
+            allow = "POST";
             if (!is_post)
                 goto method;
             handle_op(w, req, ops[i].op);
@@ -1145,6 +1147,7 @@ static int route(sb_worker_t *w, h2o_req_t *req)
         }
     }
     if (IS("/batch")) {
+        allow = "POST";
         if (!is_post)
             goto method;
         handle_batch(w, req);
@@ -1189,6 +1192,7 @@ static int route(sb_worker_t *w, h2o_req_t *req)
         if (STARTS("/sockets/") && tail != NULL) {
             if (rl - nl != 5 || memcmp(tail, "/emit", 5) != 0)
                 goto notfound;
+            allow = "POST";
             if (!is_post)
                 goto method;
             handle_socket_emit(w, req, name);
@@ -1229,7 +1233,7 @@ notfound:
     send_error(req, "not_found", "no such endpoint", NULL);
     return 0;
 method:
-    req->res.status = 405;
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("allow"), 0, NULL, allow, strlen(allow));
     send_json(req, 405, error_body("method_not_allowed", "this endpoint does not take that method", NULL));
     return 0;
 #undef IS
