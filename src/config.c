@@ -191,6 +191,8 @@ static const opt_t opts[] = {
      "Required value of the token's iss claim.", NULL},
     {"jwt-audience", K_STR, 0, OFF(jwt_audience), 0, 0, check_text, NULL, "AUD", "none (not checked)",
      "Required value (or member) of the token's aud claim.", NULL},
+    {"jwt-expiry-warning", K_DUR, 0, OFF(jwt_expiry_warning_ms), 0, MS_DAY, NULL, NULL, "DURATION", "60s",
+     "How long before its token expires a socket gets the $token_expiring event.", NULL},
     {"jwt-leeway", K_DUR, 0, OFF(jwt_leeway_ms), 0, MS_HOUR, NULL, NULL, "DURATION", "0",
      "Clock skew tolerated when checking exp and nbf.", NULL},
 
@@ -1025,6 +1027,7 @@ void sb_config_init(sb_config_t *cfg)
     cfg->allow_polling = 1;
     cfg->jwt_alg = strdup("HS256");
     cfg->jwt_leeway_ms = 0;
+    cfg->jwt_expiry_warning_ms = 60000;
     cfg->log_level = SB_LOG_INFO;
     cfg->log_client_ips = 0;
     cfg->check_config = 0;

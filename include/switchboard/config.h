@@ -95,6 +95,7 @@ typedef struct sb_config {
     char *jwt_issuer;         /* --jwt-issuer */
     char *jwt_audience;       /* --jwt-audience */
     uint64_t jwt_leeway_ms;   /* --jwt-leeway; default 0 */
+    uint64_t jwt_expiry_warning_ms; /* --jwt-expiry-warning; default 60000 */
 
     /* rate limits (held in Redis: they hold across every node) */
     sb_rate_t rate_socket_events; /* --rate-socket-events; default 50/1s:100 */
