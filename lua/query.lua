@@ -115,3 +115,36 @@ redis.register_function{function_name = 'sb_rooms', callback = query_rooms_cb, f
 redis.register_function{function_name = 'sb_room_info', callback = query_room_info_cb, flags = {'no-writes'}}
 redis.register_function{function_name = 'sb_user_info', callback = query_user_info_cb, flags = {'no-writes'}}
 redis.register_function{function_name = 'sb_socket_info', callback = query_socket_info_cb, flags = {'no-writes'}}
+
+-- sb_top_rooms (no writes)
+-- KEYS: P{ns:<nsp>}:rooms for each namespace to look at
+-- ARGV[1] P   ARGV[2] limit   ARGV[3..] the namespaces, in the order of KEYS
+-- Returns {nsp, room, count, ...} of the `limit` rooms with the most members
+-- (at most 10000 rooms looked at per namespace: a dashboard view, not an audit).
+local function query_top_rooms_cb(keys, args)
+    local fn = 'sb_top_rooms'
+    local p = query_prefix(fn, args)
+    local limit = tonumber(sb_common_posint(fn, args, 2, 'limit'))
+    local all = {}
+    for i, key in ipairs(keys) do
+        local nsp = sb_common_nsp(fn, args, 2 + i)
+        sb_common_expect_key(fn, keys, i, sb_common_ns_rooms_key(p, nsp))
+        local rooms = redis.call('SRANDMEMBER', key, 10000)
+        for _, room in ipairs(rooms) do
+            all[#all + 1] = {nsp, room, redis.call('SCARD', sb_common_room_key(p, nsp, room))}
+        end
+    end
+    table.sort(all, function(a, b)
+        if a[3] ~= b[3] then return a[3] > b[3] end
+        return a[2] < b[2]
+    end)
+    local out = {}
+    for i = 1, math.min(limit, #all) do
+        out[#out + 1] = all[i][1]
+        out[#out + 1] = all[i][2]
+        out[#out + 1] = all[i][3]
+    end
+    return out
+end
+
+redis.register_function{function_name = 'sb_top_rooms', callback = query_top_rooms_cb, flags = {'no-writes'}}

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include "switchboard/api.h"
 #include "switchboard/log.h"
+#include "switchboard/session.h"
 #include "switchboard/socketio.h"
 #include "switchboard/store.h"
 
@@ -396,7 +397,7 @@ static int check_bool(json_t *o, const char *field, verr_t *e)
 static int validate_emit(const sb_config_t *cfg, json_t *o, verr_t *e)
 {
     static const char *const allowed[] = {"namespace", "event", "args", "rooms", "users", "sockets", "except_rooms",
-                                          "except_sockets", "volatile", "durable", "op", NULL};
+                                          "except_sockets", "volatile", "durable", NULL};
     int p;
     if (only_fields(o, allowed, e) || check_nsp(cfg, o, e) || check_event(o, e) || names(o, "rooms", &p, e) ||
         names(o, "users", &p, e) || names(o, "sockets", &p, e) || names(o, "except_rooms", &p, e) ||
@@ -409,7 +410,7 @@ static int validate_emit(const sb_config_t *cfg, json_t *o, verr_t *e)
 
 static int validate_join(const sb_config_t *cfg, json_t *o, verr_t *e)
 {
-    static const char *const allowed[] = {"namespace", "rooms", "sockets", "users", "op", NULL};
+    static const char *const allowed[] = {"namespace", "rooms", "sockets", "users", NULL};
     int rooms, socks, users;
     if (only_fields(o, allowed, e) || check_nsp(cfg, o, e) || names(o, "rooms", &rooms, e) ||
         names(o, "sockets", &socks, e) || names(o, "users", &users, e))
@@ -423,7 +424,7 @@ static int validate_join(const sb_config_t *cfg, json_t *o, verr_t *e)
 
 static int validate_disconnect(const sb_config_t *cfg, json_t *o, verr_t *e)
 {
-    static const char *const allowed[] = {"namespace", "rooms", "sockets", "users", "reason", "op", NULL};
+    static const char *const allowed[] = {"namespace", "rooms", "sockets", "users", "reason", NULL};
     int rooms, socks, users;
     if (only_fields(o, allowed, e) || check_nsp(cfg, o, e) || names(o, "rooms", &rooms, e) ||
         names(o, "sockets", &socks, e) || names(o, "users", &users, e))
@@ -438,7 +439,7 @@ static int validate_disconnect(const sb_config_t *cfg, json_t *o, verr_t *e)
 
 static int validate_ack(json_t *o, verr_t *e)
 {
-    static const char *const allowed[] = {"socket", "ack_id", "args", "op", NULL};
+    static const char *const allowed[] = {"socket", "ack_id", "args", NULL};
     if (only_fields(o, allowed, e))
         return SB_EINVAL;
     json_t *s = json_object_get(o, "socket"), *id = json_object_get(o, "ack_id"), *a = json_object_get(o, "args");
@@ -588,9 +589,9 @@ static void on_socket_looked_up(api_call_t *c, redisReply *reply, const char *er
                     ? json_object_get(body, "ack_timeout_ms")
                     : NULL;
     uint64_t timeout = t != NULL ? (uint64_t)json_integer_value(t) : c->w->cfg->ack_timeout_ms;
-    json_t *msg = json_pack("{s:s#,s:O,s:O,s:[s],s:s,s:s}", "namespace", reply->str, (int)reply->len, "event",
-                            json_object_get(body, "event"), "args",
-                            json_object_get(body, "args") != NULL ? json_object_get(body, "args") : json_array(),
+    json_t *args = json_object_get(body, "args");
+    json_t *msg = json_pack("{s:s#,s:O,s:o,s:[s],s:s,s:s}", "namespace", reply->str, (int)reply->len, "event",
+                            json_object_get(body, "event"), "args", json_is_array(args) ? json_incref(args) : json_array(),
                             "sockets", json_string_value(json_object_get(body, "socket")), "reply_to",
                             c->w->reply_key, "request_id", c->request_id);
     json_decref(body);
@@ -735,8 +736,6 @@ static void on_stats(api_call_t *c, redisReply *reply, const char *err, size_t i
     (void)idx;
     if (query_failed(c, reply, err))
         return;
-    static const char *const numeric[] = {"connections", "sockets", "events_in", "events_out", "bus_entries",
-                                          "dropped", "threads", "started_at", "last_seen", NULL};
     json_t *nodes = json_array(), *totals = json_object();
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *n = reply->element[i];
@@ -744,12 +743,14 @@ static void on_stats(api_call_t *c, redisReply *reply, const char *err, size_t i
             continue;
         json_t *node = json_object();
         const redisReply *h = n->element[1];
+        json_t *disc = json_object();
         for (size_t k = 0; k + 1 < h->elements; k += 2) {
             const char *f = h->element[k]->str;
-            int num = 0;
-            for (size_t j = 0; numeric[j] != NULL && !num; j++)
-                num = strcmp(numeric[j], f) == 0;
-            if (num) {
+            int num = strcmp(f, "id") != 0 && strcmp(f, "version") != 0;
+            if (strncmp(f, "disc:", 5) == 0) {
+                /* disconnects by reason: an object of their own */
+                json_object_set_new(disc, f + 5, json_integer(strtoll(h->element[k + 1]->str, NULL, 10)));
+            } else if (num) {
                 long long v = strtoll(h->element[k + 1]->str, NULL, 10);
                 json_object_set_new(node, f, json_integer(v));
                 if (strcmp(f, "started_at") != 0 && strcmp(f, "last_seen") != 0) {
@@ -760,6 +761,7 @@ static void on_stats(api_call_t *c, redisReply *reply, const char *err, size_t i
                 json_object_set_new(node, f, str_of(h->element[k + 1]));
             }
         }
+        json_object_set_new(node, "disconnects", disc);
         json_array_append_new(nodes, node);
     }
     json_object_set_new(totals, "nodes", json_integer((json_int_t)json_array_size(nodes)));
@@ -909,17 +911,28 @@ static void handle_batch(sb_worker_t *w, h2o_req_t *req)
     c->results = json_array();
     size_t i;
     json_t *item;
-    json_array_foreach(a, i, item) json_array_append_new(c->results, json_null());
+    const char *names_of[MAX_BATCH];
+    json_array_foreach(a, i, item)
+    {
+        json_array_append_new(c->results, json_null());
+        json_t *op = json_object_get(item, "op");
+        names_of[i] = !json_is_string(op)                          ? NULL
+                      : strcmp(json_string_value(op), "emit") == 0  ? "emit"
+                      : strcmp(json_string_value(op), "join") == 0  ? "join"
+                      : strcmp(json_string_value(op), "leave") == 0 ? "leave"
+                      : strcmp(json_string_value(op), "disconnect") == 0 ? "disconnect"
+                      : strcmp(json_string_value(op), "ack") == 0        ? "ack"
+                                                                         : NULL;
+    }
     /* Validate everything first; then write the valid operations, pipelined. */
     json_array_foreach(a, i, item)
     {
         int rv = 0;
-        json_t *op = json_object_get(item, "op");
-        const char *name = json_is_string(op) ? json_string_value(op) : NULL;
+        const char *name = names_of[i];
         if (!json_is_object(item)) {
             fail(&e, "op", "each operation must be an object");
             rv = SB_EINVAL;
-        } else if (name == NULL || validate_op(w->cfg, name, item, &e, &rv) == NULL) {
+        } else if (name == NULL || (json_object_del(item, "op"), validate_op(w->cfg, name, item, &e, &rv)) == NULL) {
             fail(&e, "op", "must be one of emit, join, leave, disconnect, ack");
             rv = SB_EINVAL;
         }
@@ -934,9 +947,7 @@ static void handle_batch(sb_worker_t *w, h2o_req_t *req)
     {
         if (!json_is_null(json_array_get(c->results, i)))
             continue;
-        char op[16];
-        snprintf(op, sizeof(op), "%s", json_string_value(json_object_get(item, "op")));
-        if (xadd_bus(c, i, op, item) != 0)
+        if (xadd_bus(c, i, names_of[i], item) != 0)
             json_array_set_new(c->results, i,
                                json_pack("{s:i,s:{s:s,s:s}}", "status", 503, "error", "code", "unavailable", "message",
                                          "redis is not reachable"));
@@ -956,6 +967,8 @@ static void handle_socket_emit(sb_worker_t *w, h2o_req_t *req, const char *sid)
     }
     static const char *const allowed[] = {"event", "args", "ack_timeout_ms", NULL};
     json_t *t = json_object_get(o, "ack_timeout_ms");
+    if (json_is_null(t))
+        t = NULL; /* null means absent, as for every optional field */
     if (!json_is_object(o)) {
         fail(&e, "body", "the body must be a JSON object");
     } else if (only_fields(o, allowed, &e) == 0 && check_event(o, &e) == 0 && t != NULL &&
@@ -1313,34 +1326,65 @@ static void beat_done(sb_redis_t *r, redisReply *reply, const char *err, void *d
 void sb_api_heartbeat(sb_worker_t *w)
 {
     sb_server_t *s = w->server;
-    unsigned long conns = 0, socks = 0, in = 0, out = 0, bus = 0, dropped = 0;
+    unsigned long conns = 0, socks = 0, in = 0, dlv = 0, bus = 0, dropped = 0, limited = 0, connects = 0, authf = 0;
+    unsigned long disc[SB_REASONS] = {0}, disc_total = 0;
     for (unsigned i = 0; i < s->nworkers; i++) {
         sb_worker_stats_t *st = &s->workers[i]->stats;
         conns += atomic_load(&st->connections);
         socks += atomic_load(&st->sockets);
         in += atomic_load(&st->events_in);
-        out += atomic_load(&st->events_out);
+        dlv += atomic_load(&st->deliveries);
         bus += atomic_load(&st->bus_entries);
         dropped += atomic_load(&st->dropped);
+        limited += atomic_load(&st->rate_limited);
+        connects += atomic_load(&st->connects);
+        authf += atomic_load(&st->auth_failures);
+        for (unsigned r = 0; r < SB_REASONS; r++)
+            disc[r] += atomic_load(&st->disconnects[r]);
     }
-    char key[600], nodes[600], now[24], ttl[24], v[8][24];
+    for (unsigned r = 0; r < SB_REASONS; r++)
+        disc_total += disc[r];
+    char key[600], nodes[600], now[24], ttl[24];
     sb_key(w, key, sizeof(key), "{node:%s}", s->node_id);
     sb_key(w, nodes, sizeof(nodes), "nodes");
     snprintf(now, sizeof(now), "%" PRIu64, sb_now_ms());
     snprintf(ttl, sizeof(ttl), "%" PRIu64, 3 * w->cfg->heartbeat_interval_ms);
-    snprintf(v[0], sizeof(v[0]), "%lu", conns);
-    snprintf(v[1], sizeof(v[1]), "%lu", socks);
-    snprintf(v[2], sizeof(v[2]), "%lu", in);
-    snprintf(v[3], sizeof(v[3]), "%lu", out);
-    snprintf(v[4], sizeof(v[4]), "%lu", bus);
-    snprintf(v[5], sizeof(v[5]), "%lu", dropped);
-    snprintf(v[6], sizeof(v[6]), "%u", s->nworkers);
-    snprintf(v[7], sizeof(v[7]), "%" PRIu64, s->started_at_ms);
-    const char *argv[] = {"FCALL", "sb_node_beat", "2", key, nodes, w->cfg->redis_prefix, s->node_id, now, ttl,
-                          "connections", v[0], "sockets", v[1], "events_in", v[2], "events_out", v[3],
-                          "bus_entries", v[4], "dropped", v[5], "threads", v[6], "started_at", v[7], "version",
-                          SB_VERSION};
+    struct {
+        const char *name;
+        unsigned long long v;
+    } figures[] = {{"connections", conns},      {"sockets", socks},      {"connects_total", connects},
+                   {"disconnects_total", disc_total}, {"events_in", in},  {"events_out", dlv},
+                   {"deliveries", dlv},         {"bus_entries", bus},    {"dropped", dropped},
+                   {"rate_limited", limited},   {"auth_failures", authf}, {"threads", s->nworkers},
+                   {"started_at", s->started_at_ms}};
+    enum { NF = sizeof(figures) / sizeof(figures[0]) };
+    char vals[NF + SB_REASONS][24], names[SB_REASONS][64];
+    const char *argv[9 + 2 * (NF + SB_REASONS) + 2];
+    int argc = 0;
+    argv[argc++] = "FCALL";
+    argv[argc++] = "sb_node_beat";
+    argv[argc++] = "2";
+    argv[argc++] = key;
+    argv[argc++] = nodes;
+    argv[argc++] = w->cfg->redis_prefix;
+    argv[argc++] = s->node_id;
+    argv[argc++] = now;
+    argv[argc++] = ttl;
+    for (size_t i = 0; i < NF; i++) {
+        snprintf(vals[i], sizeof(vals[i]), "%llu", figures[i].v);
+        argv[argc++] = figures[i].name;
+        argv[argc++] = vals[i];
+    }
+    /* Disconnect reasons, for the dashboard: disc:<reason> = count since the node started. */
+    for (unsigned r = 0; r < SB_REASONS; r++) {
+        snprintf(names[r], sizeof(names[r]), "disc:%s", sb_session_reasons[r]);
+        snprintf(vals[NF + r], sizeof(vals[NF + r]), "%lu", disc[r]);
+        argv[argc++] = names[r];
+        argv[argc++] = vals[NF + r];
+    }
+    argv[argc++] = "version";
+    argv[argc++] = SB_VERSION;
     size_t lens[SB_ARRAY_SIZE(argv)];
-    lens_of(argv, lens, (int)SB_ARRAY_SIZE(argv));
-    sb_redis_commandargv(w->cmd, beat_done, NULL, 0, (int)SB_ARRAY_SIZE(argv), argv, lens);
+    lens_of(argv, lens, argc);
+    sb_redis_commandargv(w->cmd, beat_done, NULL, 0, argc, argv, lens);
 }

@@ -177,6 +177,9 @@ static const opt_t opts[] = {
      "5s", "How long an open circuit stays open before one half-open probe request.", NULL},
     {"events-stream", K_BOOL, 0, OFF(events_stream), 0, 0, NULL, NULL, "BOOL", "true",
      "Write client events to the events stream even when a webhook handles them.", NULL},
+    {"dashboard-dir", K_STR, F_EMPTY_OK, OFF(dashboard_dir), 0, 0, check_text, NULL, "DIR",
+     "the dashboard-static folder of the build",
+     "Folder of the dashboard, served at /dashboard/ (sign in with an API key); empty turns it off.", NULL},
     {"api-max-body", K_SIZE, 0, OFF(api_max_body), 1 * KIB, 100 * MIB, NULL, NULL, "SIZE", "1mb",
      "Largest REST request body; larger ones get 413.", NULL},
 
@@ -1043,6 +1046,9 @@ void sb_config_init(sb_config_t *cfg)
     cfg->webhook_breaker_cooldown_ms = 5000;
     cfg->events_stream = 1;
     cfg->api_max_body = 1 * MIB;
+#ifdef SB_DASHBOARD_DIR
+    cfg->dashboard_dir = strdup(SB_DASHBOARD_DIR);
+#endif
     cfg->rate_socket_events = (sb_rate_t){50, 1000, 100};
     cfg->rate_user_events = (sb_rate_t){200, 1000, 400};
     cfg->rate_room_publish = (sb_rate_t){100, 1000, 200};
@@ -1144,6 +1150,7 @@ void sb_config_free(sb_config_t *cfg)
     free(cfg->listen);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->dashboard_dir);
     list_clear(&cfg->cors_origins);
     free(cfg->redis_url);
     free(cfg->redis_prefix);

@@ -30,6 +30,7 @@ struct sb_eio_conn {
     const char *close_reason;
     char remote[64]; /* masked, for logs */
     char addr[64];   /* in full, for per-address rate limits */
+    char *token;     /* Authorization: Bearer of the handshake (never logged) */
     void *data;
 
     sb_buf_t out;         /* polling: queued payload (0x1e-joined packets) */
@@ -245,8 +246,15 @@ static sb_eio_conn_t *conn_new(sb_worker_t *w, sb_eio_transport_t transport, h2o
         snprintf(c->addr, sizeof(c->addr), "%s", host);
         sb_log_mask_addr(host, c->remote, sizeof(c->remote));
     }
+    ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (ai >= 0) {
+        h2o_iovec_t v = req->headers.entries[ai].value;
+        if (v.len > 7 && v.len <= 7 + 8192 && strncasecmp(v.base, "Bearer ", 7) == 0)
+            c->token = strndup(v.base + 7, v.len - 7);
+    }
     if (sb_map_set(&w->conns, c->sid, SB_SID_LEN, c) != 0) {
         sb_buf_free(&c->out);
+        free(c->token);
         free(c);
         return NULL;
     }
@@ -455,6 +463,7 @@ static void conn_try_free(sb_eio_conn_t *c)
         h2o_timeout_is_linked(&c->fin_entry))
         return;
     sb_buf_free(&c->out);
+    free(c->token);
     atomic_fetch_sub(&c->w->stats.connections, 1);
     free(c);
 }
@@ -485,6 +494,10 @@ sb_worker_t *sb_eio_worker(const sb_eio_conn_t *c)
 const char *sb_eio_remote(const sb_eio_conn_t *c)
 {
     return c->remote;
+}
+const char *sb_eio_token(const sb_eio_conn_t *c)
+{
+    return c->token;
 }
 const char *sb_eio_addr(const sb_eio_conn_t *c)
 {
@@ -881,6 +894,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                 sb_map_del(&w->conns, c->sid, SB_SID_LEN);
                 atomic_fetch_sub(&w->stats.connections, 1);
                 sb_buf_free(&c->out);
+                free(c->token);
                 free(c);
                 send_eio_error(req, SB_EIO_ERR_BAD_REQUEST);
             }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "switchboard/api.h"
+#include "switchboard/auth.h"
 #include "switchboard/config.h"
 #include "switchboard/functions.h"
 #include "switchboard/log.h"
@@ -138,6 +139,18 @@ int main(int argc, char **argv)
                 sb_log(SB_LOG_ERROR, "SIGHUP: API keys not reloaded", "error", err, NULL);
             else
                 sb_log(SB_LOG_INFO, "SIGHUP: API keys reloaded", NULL);
+            if (sb_server_reload_tls(&server, &err) != 0)
+                sb_log(SB_LOG_ERROR, "SIGHUP: TLS certificate not reloaded; the previous one stays in force", "error",
+                       err, NULL);
+            else if (cfg.tls_cert != NULL)
+                sb_log(SB_LOG_INFO, "SIGHUP: TLS certificate reloaded", NULL);
+            if (sb_auth_enabled(server.auth)) {
+                if (sb_auth_reload(server.auth, &err) != 0)
+                    sb_log(SB_LOG_ERROR, "SIGHUP: JWT key not reloaded; the previous one stays in force", "error", err,
+                           NULL);
+                else
+                    sb_log(SB_LOG_INFO, "SIGHUP: JWT key reloaded", NULL);
+            }
             continue;
         }
         sb_log(SB_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);

@@ -12,13 +12,17 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include "switchboard/api.h"
+#include "switchboard/auth.h"
 #include "switchboard/bus.h"
 #include "switchboard/engine.h"
 #include "switchboard/functions.h"
 #include "switchboard/log.h"
 #include "switchboard/server.h"
 #include "switchboard/session.h"
+#include "switchboard/webhook.h"
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -115,6 +119,54 @@ static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
         respond_json(req, 503, "Service Unavailable", "{\"status\":\"redis unavailable\"}");
     else
         respond_json(req, 200, "OK", "{\"status\":\"ready\"}");
+    return 0;
+}
+
+/* ---- TLS ------------------------------------------------------------------------------------------------------- */
+
+/* A server context for --tls-cert/--tls-key: TLS 1.2 or newer, HTTP/1.1 only (no ALPN h2). NULL with *why. */
+static SSL_CTX *tls_context(const sb_config_t *cfg, const char **why)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        *why = "cannot create a TLS context";
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+        *why = "--tls-cert: cannot load the certificate chain (PEM)";
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        *why = "--tls-key: cannot load the private key, or it does not match the certificate";
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static void swap_tls(sb_worker_t *w, void *arg)
+{
+    SSL_CTX *old = w->accept_ctx.ssl_ctx;
+    w->accept_ctx.ssl_ctx = arg; /* the worker's reference; connections hold their own */
+    if (old != NULL)
+        SSL_CTX_free(old);
+}
+
+int sb_server_reload_tls(sb_server_t *s, const char **why)
+{
+    if (s->cfg->tls_cert == NULL)
+        return 0;
+    SSL_CTX *ctx = tls_context(s->cfg, why);
+    if (ctx == NULL)
+        return SB_EINVAL;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        if (i > 0)
+            SSL_CTX_up_ref(ctx);
+        sb_worker_post(s->workers[i], swap_tls, ctx);
+    }
     return 0;
 }
 
@@ -219,8 +271,11 @@ static void on_redis_cmd_state(sb_redis_t *r, int connected, void *data)
     (void)r;
     sb_worker_t *w = data;
     /* The adapter logs connection changes; a new connection may face a Redis that restarted or was upgraded. */
-    if (connected)
+    if (connected) {
         check_functions(w);
+        if (w->idx == 0)
+            sb_api_heartbeat(w); /* listed in /v1/stats from the start, not after the first interval */
+    }
 }
 
 static void on_redis_bus_state(sb_redis_t *r, int connected, void *data)
@@ -279,6 +334,9 @@ static void *worker_main(void *arg)
     uint64_t settle = sb_mono_ms() + 200; /* the last FCALLs were sent; give their replies a moment */
     while (sb_mono_ms() < settle)
         h2o_evloop_run(w->loop, 20);
+    if (w->webhooks != NULL)
+        sb_webhooks_destroy(w->webhooks); /* calls still in flight end with "shutdown" */
+    w->webhooks = NULL;
     return NULL;
 }
 
@@ -296,6 +354,8 @@ static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
     h2o_context_init(&w->ctx, w->loop, &s->globalconf);
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = s->globalconf.hosts;
+    if (s->cfg->tls_cert != NULL && (w->accept_ctx.ssl_ctx = tls_context(s->cfg, why)) == NULL)
+        return NULL;
     w->queue = h2o_multithread_create_queue(w->loop);
     h2o_multithread_register_receiver(w->queue, &w->receiver, on_messages);
     w->ws = sb_ws_ctx_create(w->loop);
@@ -305,6 +365,7 @@ static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
     sb_engine_worker_init(w);
     sb_session_worker_init(w);
     sb_api_worker_init(w);
+    w->webhooks = sb_webhooks_create(w->loop, s->cfg);
     h2o_timeout_init(w->loop, &w->tick_to, s->cfg->heartbeat_interval_ms);
     w->tick.cb = tick_cb;
     h2o_timeout_link(w->loop, &w->tick_to, &w->tick);
@@ -340,6 +401,13 @@ int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, cons
     snprintf(s->redis_url, sizeof(s->redis_url), "%s", redis_url);
     if (sb_redis_url_parse(redis_url, &s->redis_addr, why) != 0)
         return SB_EINVAL;
+    if ((s->auth = sb_auth_create(cfg, why)) == NULL)
+        return SB_EINVAL;
+    if (!sb_auth_enabled(s->auth))
+        sb_log(SB_LOG_WARN,
+               "no --jwt-secret or --jwt-public-key: clients connect anonymously (user id = socket id) and may not "
+               "use $join, $leave or $publish",
+               NULL);
     sb_random_id(s->node_id, SB_NODE_ID_LEN);
     s->node_id[SB_NODE_ID_LEN] = '\0';
 
@@ -355,6 +423,17 @@ int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, cons
     h2o_create_handler(h2o_config_register_path(host, "/readyz", 0), sizeof(h2o_handler_t))->on_req = on_readyz;
     if (sb_api_init(s, host, why) != 0)
         return SB_EINVAL;
+    /* The dashboard: static files (its live data comes over Socket.IO on /_admin). */
+    if (cfg->dashboard_dir != NULL && cfg->dashboard_dir[0] != '\0') {
+        if (access(cfg->dashboard_dir, R_OK | X_OK) == 0) {
+            static const char *index_files[] = {"index.html", NULL};
+            h2o_file_register(h2o_config_register_path(host, "/dashboard", 0), cfg->dashboard_dir, index_files, NULL,
+                              0);
+        } else {
+            sb_log(SB_LOG_WARN, "dashboard folder not readable: /dashboard/ is not served", "dir", cfg->dashboard_dir,
+                   NULL);
+        }
+    }
 
     s->nworkers = cfg->threads;
     s->workers = calloc(s->nworkers, sizeof(*s->workers));

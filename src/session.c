@@ -15,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "switchboard/api.h"
+#include "switchboard/auth.h"
 #include "switchboard/engineio.h"
 #include "switchboard/log.h"
 #include "switchboard/session.h"
 #include "switchboard/socketio.h"
 #include "switchboard/store.h"
+#include "switchboard/webhook.h"
 
 #define MAX_ROOM_KEY 1024
 #define MAX_PENDING_ACKS 1024
@@ -66,6 +69,12 @@ struct sb_socket {
     char id[SB_SID_LEN + 1];
     const char *nsp; /* points into the config (static for the process) */
     char *user;
+    char *auth; /* the CONNECT payload as JSON text, for a connect webhook; freed once connected */
+    sb_claims_t *claims;     /* what the token grants; NULL in anonymous mode */
+    int admin;               /* a dashboard socket on /_admin: never in Redis, no rooms */
+    h2o_linklist_t admin_link;
+    int expiring_sent;       /* $token_expiring was sent for the current exp */
+    h2o_linklist_t exp_link; /* in the worker's list of sockets with a token (expiry sweep) */
     sio_conn_t *sc;  /* NULL once closed */
     sb_worker_t *w;
     int state;
@@ -76,6 +85,7 @@ struct sb_socket {
     h2o_linklist_t sacks; /* server_ack_t.link */
     unsigned limited_in_a_row; /* events refused by the rate limits since the last accepted one */
     const char *close_reason;  /* overrides the connection's reason in the disconnect entry */
+    char *pending_disconnect;  /* a bus disconnect that arrived while connecting */
     size_t nsacks;
     int64_t next_ack_id;
     h2o_linklist_t conn_link;
@@ -187,6 +197,12 @@ static void member_free(sb_worker_t *w, sb_member_t *m)
 static void sock_unref(sb_socket_t *s)
 {
     if (--s->refs == 0) {
+        free(s->pending_disconnect);
+        if (s->claims != NULL) {
+            sb_claims_free(s->claims);
+            free(s->claims);
+        }
+        free(s->auth);
         free(s->user);
         free(s);
     }
@@ -213,6 +229,9 @@ static void send_encoded(sb_socket_t *s, sb_sio_encoded_t *enc)
         sb_eio_send_text(s->sc->eio, b.base, b.len, enc->nbins, enc->bins);
     sb_buf_free(&b);
 }
+
+static void post_webhook(sb_socket_t *s, int wh, const char *type, const char *event, const char *argtext,
+                         int64_t ack_id, const char *extra_name, const char *extra_value);
 
 static void send_ack(sb_socket_t *s, int64_t id, json_t *args)
 {
@@ -327,6 +346,19 @@ static void store_done(sb_worker_t *w, int ok, long long value, void *data)
     sock_unref(data);
 }
 
+const char *const sb_session_reasons[SB_REASONS] = {
+    "transport close", "transport error", "ping timeout", "parse error", "client namespace disconnect",
+    "server namespace disconnect", "server shutting down", "forced close", "token expired", "rate limited",
+    "server unavailable", "other"};
+
+unsigned sb_session_reason_index(const char *reason)
+{
+    for (unsigned i = 0; i + 1 < SB_REASONS; i++)
+        if (strcmp(sb_session_reasons[i], reason) == 0)
+            return i;
+    return SB_REASONS - 1; /* a backend's own reason (bus disconnect) and the rare ones */
+}
+
 /* Removes the socket locally and from Redis. */
 static void socket_close(sb_socket_t *s, const char *reason)
 {
@@ -334,19 +366,35 @@ static void socket_close(sb_socket_t *s, const char *reason)
         return;
     int was_connected = s->state == SOCK_CONNECTED;
     s->state = SOCK_CLOSED;
+    if (s->admin) {
+        if (h2o_linklist_is_linked(&s->admin_link))
+            h2o_linklist_unlink(&s->admin_link);
+        if (h2o_linklist_is_linked(&s->conn_link))
+            h2o_linklist_unlink(&s->conn_link);
+        s->sc = NULL;
+        sock_unref(s);
+        return;
+    }
     while (!h2o_linklist_is_empty(&s->memberships))
         member_free(s->w, H2O_STRUCT_FROM_MEMBER(sb_member_t, sock_link, s->memberships.next));
     while (!h2o_linklist_is_empty(&s->acks))
         ack_free(H2O_STRUCT_FROM_MEMBER(pending_ack_t, link, s->acks.next));
     while (!h2o_linklist_is_empty(&s->sacks))
         sack_free(H2O_STRUCT_FROM_MEMBER(server_ack_t, link, s->sacks.next));
+    if (h2o_linklist_is_linked(&s->exp_link))
+        h2o_linklist_unlink(&s->exp_link);
     sb_map_del(&s->w->sockets, s->id, SB_SID_LEN);
     if (h2o_linklist_is_linked(&s->conn_link))
         h2o_linklist_unlink(&s->conn_link);
     s->sc = NULL;
-    if (was_connected)
+    if (was_connected) {
         atomic_fetch_sub(&s->w->stats.sockets, 1);
+        atomic_fetch_add(&s->w->stats.disconnects[sb_session_reason_index(reason)], 1);
+    }
     sb_log(SB_LOG_DEBUG, "socket disconnected", "socket", s->id, "nsp", s->nsp, "reason", reason, NULL);
+    int wh = was_connected && s->w->webhooks != NULL ? sb_webhooks_match(s->w->webhooks, "disconnect", 1) : -1;
+    if (wh >= 0)
+        post_webhook(s, wh, "disconnect", "", "[]", -1, "reason", reason);
     /* Pipelined after the connect FCALL on the same connection, so the order holds even while connecting. */
     s->refs++;
     if (sb_store_disconnect(s->w, s->id, reason, store_done, s) != 0)
@@ -418,22 +466,394 @@ static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *d
         } else {
             s->state = SOCK_CONNECTED;
             atomic_fetch_add(&w->stats.sockets, 1);
-            char room[8 + 512];
-            int n = snprintf(room, sizeof(room), "user:%s", s->user);
-            if (local_join(s, "", 0) < 0 || local_join(s, s->id, SB_SID_LEN) < 0 ||
-                (n > 0 && (size_t)n < sizeof(room) && local_join(s, room, (size_t)n) < 0)) {
-                socket_close(s, "server error");
-            } else {
+            atomic_fetch_add(&w->stats.connects, 1);
+            if (s->claims != NULL)
+                h2o_linklist_insert(&w->token_sockets, &s->exp_link);
+            {
                 sb_buf_t sio;
                 sb_buf_init(&sio, 0);
                 if (sb_sio_encode_connect(&sio, s->nsp, s->id, NULL, NULL) == 0)
                     send_packet_text(s, &sio);
                 sb_buf_free(&sio);
                 sb_log(SB_LOG_DEBUG, "socket connected", "socket", s->id, "nsp", s->nsp, NULL);
+                int wh = w->webhooks != NULL ? sb_webhooks_match(w->webhooks, "connect", 1) : -1;
+                if (wh >= 0)
+                    post_webhook(s, wh, "connect", "", "[]", -1, "auth", s->auth != NULL ? s->auth : "{}");
+                free(s->auth);
+                s->auth = NULL;
+                if (s->pending_disconnect != NULL) {
+                    sb_buf_t dis;
+                    sb_buf_init(&dis, 0);
+                    if (sb_sio_encode_disconnect(&dis, s->nsp) == 0)
+                        send_packet_text(s, &dis);
+                    sb_buf_free(&dis);
+                    socket_close(s, s->pending_disconnect);
+                }
             }
         }
     }
     sock_unref(s);
+}
+
+/* ---- the dashboard's namespace: /_admin, signed in with an API key ---- */
+
+static void answer(sb_socket_t *s, int64_t ack_id, json_t *value);
+static json_t *error_value(const char *code, const char *message);
+
+static void admin_connect(sio_conn_t *sc, sb_sio_packet_t *p)
+{
+    sb_worker_t *w = sc->w;
+    json_t *key = json_object_get(p->data, "key");
+    if (!json_is_string(key) || !sb_api_key_valid(json_string_value(key), json_string_length(key))) {
+        atomic_fetch_add(&w->stats.auth_failures, 1);
+        send_connect_error(sc, SB_ADMIN_NSP, "Unauthorized", "unauthorized");
+        return;
+    }
+    if (sio_find_socket(sc, SB_ADMIN_NSP) != NULL)
+        return;
+    sb_socket_t *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->user = strdup("admin")) == NULL) {
+        free(s);
+        send_connect_error(sc, SB_ADMIN_NSP, "Service unavailable", "unavailable");
+        return;
+    }
+    sb_random_id(s->id, SB_SID_LEN);
+    s->nsp = SB_ADMIN_NSP;
+    s->w = w;
+    s->sc = sc;
+    s->refs = 1;
+    s->admin = 1;
+    s->state = SOCK_CONNECTED;
+    h2o_linklist_init_anchor(&s->memberships);
+    h2o_linklist_init_anchor(&s->acks);
+    h2o_linklist_init_anchor(&s->sacks);
+    h2o_linklist_insert(&sc->sockets, &s->conn_link);
+    h2o_linklist_insert(&w->admin_sockets, &s->admin_link);
+    sb_buf_t sio;
+    sb_buf_init(&sio, 0);
+    if (sb_sio_encode_connect(&sio, s->nsp, s->id, NULL, NULL) == 0)
+        send_packet_text(s, &sio);
+    sb_buf_free(&sio);
+    sb_log(SB_LOG_INFO, "dashboard connected", "remote", sb_eio_remote(sc->eio), NULL);
+}
+
+typedef struct admin_call {
+    sb_socket_t *sock;
+    int64_t ack_id;
+    json_t *result;
+    int pending;
+    int op; /* 1 find, 2 disconnect */
+} admin_call_t;
+
+static json_t *admin_socket_json(const redisReply *e, size_t n)
+{
+    /* sb_socket_info: {sid, nsp, user, node, transport, connected_at, {rooms}} */
+    if (n != 7)
+        return NULL;
+    json_t *rooms = json_array();
+    for (size_t i = 0; e[6].type == REDIS_REPLY_ARRAY && i < e[6].elements; i++)
+        json_array_append_new(rooms, json_stringn(e[6].element[i]->str, e[6].element[i]->len));
+    return json_pack("{s:s#,s:s#,s:s#,s:s#,s:s#,s:o,s:I}", "id", e[0].str, (int)e[0].len, "namespace", e[1].str,
+                     (int)e[1].len, "user", e[2].str, (int)e[2].len, "node", e[3].str, (int)e[3].len, "transport",
+                     e[4].str, (int)e[4].len, "rooms", rooms, "connected_at",
+                     (json_int_t)strtoll(e[5].str != NULL ? e[5].str : "0", NULL, 10));
+}
+
+static void admin_call_done(admin_call_t *ac)
+{
+    if (--ac->pending > 0)
+        return;
+    if (ac->sock->state == SOCK_CONNECTED && ac->ack_id >= 0)
+        answer(ac->sock, ac->ack_id, json_incref(ac->result));
+    json_decref(ac->result);
+    sock_unref(ac->sock);
+    free(ac);
+}
+
+static void admin_found(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    (void)err;
+    admin_call_t *ac = data;
+    json_t *list = json_object_get(ac->result, "sockets");
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+        if (reply->elements == 7 && reply->element[0]->type == REDIS_REPLY_STRING) {
+            /* one socket (sb_socket_info) */
+            redisReply flat[7];
+            for (size_t i = 0; i < 7; i++)
+                flat[i] = *reply->element[i];
+            json_t *o = admin_socket_json(flat, 7);
+            if (o != NULL)
+                json_array_append_new(list, o);
+        } else {
+            /* a user's sockets (sb_user_info): {sid, nsp, node, transport, connected_at, {rooms}} each */
+            for (size_t i = 0; i < reply->elements; i++) {
+                const redisReply *u = reply->element[i];
+                if (u->type != REDIS_REPLY_ARRAY || u->elements != 6)
+                    continue;
+                json_t *rooms = json_array();
+                for (size_t k = 0; u->element[5]->type == REDIS_REPLY_ARRAY && k < u->element[5]->elements; k++)
+                    json_array_append_new(rooms, json_string(u->element[5]->element[k]->str));
+                json_array_append_new(
+                    list, json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:I}", "id", u->element[0]->str, "user",
+                                    json_string_value(json_object_get(ac->result, "q")), "namespace",
+                                    u->element[1]->str, "node", u->element[2]->str, "transport", u->element[3]->str,
+                                    "rooms", rooms, "connected_at",
+                                    (json_int_t)strtoll(u->element[4]->str, NULL, 10)));
+            }
+        }
+    }
+    if (ac->pending == 1)
+        json_object_del(ac->result, "q");
+    admin_call_done(ac);
+}
+
+static void admin_disconnected(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    admin_call_t *ac = data;
+    json_decref(ac->result);
+    ac->result = reply != NULL && reply->type == REDIS_REPLY_STRING
+                     ? json_pack("{s:b}", "ok", 1)
+                     : error_value("backend_unavailable", err != NULL ? err : "the bus write failed");
+    admin_call_done(ac);
+}
+
+static void admin_nsp_found(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)err;
+    admin_call_t *ac = data;
+    sb_worker_t *w = ac->sock->w;
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+        json_decref(ac->result);
+        ac->result = error_value("not_found", "no such socket");
+        admin_call_done(ac);
+        return;
+    }
+    const char *sid = json_string_value(json_object_get(ac->result, "socket"));
+    json_t *msg = json_pack("{s:s#,s:[s],s:s}", "namespace", reply->str, (int)reply->len, "sockets", sid, "reason",
+                            "disconnected from the dashboard");
+    char *text = msg != NULL ? json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(msg);
+    char key[600];
+    if (text != NULL && sb_key(w, key, sizeof(key), "bus")) {
+        const char *argv[] = {"XADD", key, "*", "op", "disconnect", "msg", text};
+        size_t lens[] = {4, strlen(key), 1, 2, 10, 3, strlen(text)};
+        if (sb_redis_commandargv(r, admin_disconnected, ac, 0, 7, argv, lens) == 0) {
+            free(text);
+            return;
+        }
+    }
+    free(text);
+    json_decref(ac->result);
+    ac->result = error_value("backend_unavailable", "redis is not reachable");
+    admin_call_done(ac);
+}
+
+static void admin_event(sb_socket_t *s, sb_sio_packet_t *p)
+{
+    sb_worker_t *w = s->w;
+    if (p->type != SB_SIO_EVENT)
+        return;
+    const char *name = json_string_value(json_array_get(p->data, 0));
+    json_t *arg = json_array_get(p->data, 1);
+    admin_call_t *ac = calloc(1, sizeof(*ac));
+    if (ac == NULL)
+        return;
+    ac->sock = s;
+    ac->ack_id = p->ack_id;
+    s->refs++;
+    char k1[600], k2[600];
+    if (strcmp(name, "find") == 0 && json_is_string(json_object_get(arg, "q")) &&
+        json_string_length(json_object_get(arg, "q")) > 0 && json_string_length(json_object_get(arg, "q")) <= 256) {
+        const char *q = json_string_value(json_object_get(arg, "q"));
+        ac->result = json_pack("{s:[],s:s}", "sockets", "q", q);
+        ac->pending = 2;
+        sb_key(w, k1, sizeof(k1), "{sock:%s}", q);
+        sb_key(w, k2, sizeof(k2), "{sock:%s}:rooms", q);
+        const char *a1[] = {"FCALL_RO", "sb_socket_info", "2", k1, k2, w->cfg->redis_prefix, q};
+        size_t l1[7];
+        for (int i = 0; i < 7; i++)
+            l1[i] = strlen(a1[i]);
+        char k3[600];
+        sb_key(w, k3, sizeof(k3), "{user:%s}:sockets", q);
+        const char *a2[] = {"FCALL_RO", "sb_user_info", "1", k3, w->cfg->redis_prefix};
+        size_t l2[5];
+        for (int i = 0; i < 5; i++)
+            l2[i] = strlen(a2[i]);
+        if (sb_redis_commandargv(w->cmd, admin_found, ac, 0, 7, a1, l1) != 0)
+            ac->pending--;
+        if (sb_redis_commandargv(w->cmd, admin_found, ac, 0, 5, a2, l2) != 0)
+            ac->pending--;
+        if (ac->pending == 0) {
+            ac->pending = 1;
+            json_decref(ac->result);
+            ac->result = error_value("backend_unavailable", "redis is not reachable");
+            admin_call_done(ac);
+        }
+        return;
+    }
+    if (strcmp(name, "disconnect_socket") == 0 && json_is_string(json_object_get(arg, "socket")) &&
+        json_string_length(json_object_get(arg, "socket")) <= 256) {
+        const char *sid = json_string_value(json_object_get(arg, "socket"));
+        ac->result = json_pack("{s:s}", "socket", sid);
+        ac->pending = 1;
+        sb_key(w, k1, sizeof(k1), "{sock:%s}", sid);
+        const char *a[] = {"HGET", k1, "nsp"};
+        size_t l[] = {4, strlen(k1), 3};
+        if (sb_redis_commandargv(w->cmd, admin_nsp_found, ac, 0, 3, a, l) != 0) {
+            json_decref(ac->result);
+            ac->result = error_value("backend_unavailable", "redis is not reachable");
+            admin_call_done(ac);
+        }
+        return;
+    }
+    ac->pending = 1;
+    ac->result = error_value("invalid_argument", "expected find {q} or disconnect_socket {socket}");
+    admin_call_done(ac);
+}
+
+/* The stats pushed to dashboards every second. */
+typedef struct admin_push {
+    sb_worker_t *w;
+    int pending;
+    json_t *nodes, *totals, *rooms, *disconnects;
+} admin_push_t;
+
+static void admin_push_done(admin_push_t *ap)
+{
+    if (--ap->pending > 0)
+        return;
+    sb_worker_t *w = ap->w;
+    w->admin_pushing = 0;
+    json_t *dis = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach(ap->disconnects, k, v)
+        json_array_append_new(dis, json_pack("{s:s,s:O}", "reason", k, "count", v));
+    json_t *stats = json_pack("{s:I,s:o,s:o,s:o,s:o}", "ts", (json_int_t)sb_now_ms(), "nodes", ap->nodes, "totals",
+                              ap->totals, "rooms", ap->rooms, "disconnects", dis);
+    json_decref(ap->disconnects);
+    json_t *args = stats != NULL ? json_pack("[o]", stats) : NULL;
+    sb_sio_encoded_t enc;
+    memset(&enc, 0, sizeof(enc));
+    if (args != NULL && sb_sio_encode_event(&enc, SB_ADMIN_NSP, "stats", args, -1) == 0) {
+        for (h2o_linklist_t *l = w->admin_sockets.next; l != &w->admin_sockets; l = l->next)
+            send_encoded(H2O_STRUCT_FROM_MEMBER(sb_socket_t, admin_link, l), &enc);
+    }
+    sb_sio_encoded_clear(&enc);
+    json_decref(args);
+    free(ap);
+}
+
+static void admin_stats_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    (void)err;
+    admin_push_t *ap = data;
+    for (size_t i = 0; reply != NULL && reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
+        const redisReply *n = reply->element[i];
+        if (n->type != REDIS_REPLY_ARRAY || n->elements != 2 || n->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        json_t *node = json_object();
+        const redisReply *h = n->element[1];
+        for (size_t f = 0; f + 1 < h->elements; f += 2) {
+            const char *name = h->element[f]->str, *val = h->element[f + 1]->str;
+            if (strncmp(name, "disc:", 5) == 0) {
+                json_t *c = json_object_get(ap->disconnects, name + 5);
+                json_object_set_new(ap->disconnects, name + 5,
+                                    json_integer((c != NULL ? json_integer_value(c) : 0) + strtoll(val, NULL, 10)));
+                continue;
+            }
+            char *end = NULL;
+            double d = strtod(val, &end);
+            if (strcmp(name, "id") != 0 && strcmp(name, "version") != 0 && end != val && *end == '\0') {
+                json_object_set_new(node, name, d == (double)(long long)d ? json_integer((long long)d) : json_real(d));
+                if (strcmp(name, "started_at") != 0 && strcmp(name, "last_seen") != 0 && strstr(name, "_ms") == NULL) {
+                    json_t *t = json_object_get(ap->totals, name);
+                    json_object_set_new(ap->totals, name,
+                                        json_integer((t != NULL ? json_integer_value(t) : 0) + (long long)d));
+                }
+            } else {
+                json_object_set_new(node, name, json_string(val));
+            }
+        }
+        json_array_append_new(ap->nodes, node);
+    }
+    json_object_set_new(ap->totals, "nodes", json_integer((json_int_t)json_array_size(ap->nodes)));
+    admin_push_done(ap);
+}
+
+static void admin_rooms_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    (void)err;
+    admin_push_t *ap = data;
+    for (size_t i = 0; reply != NULL && reply->type == REDIS_REPLY_ARRAY && i + 3 <= reply->elements; i += 3)
+        json_array_append_new(ap->rooms, json_pack("{s:s,s:s,s:I}", "namespace", reply->element[i]->str, "room",
+                                                   reply->element[i + 1]->str, "count",
+                                                   (json_int_t)reply->element[i + 2]->integer));
+    admin_push_done(ap);
+}
+
+static void admin_push(sb_worker_t *w)
+{
+    if (w->admin_pushing || !sb_redis_connected(w->cmd))
+        return;
+    admin_push_t *ap = calloc(1, sizeof(*ap));
+    if (ap == NULL)
+        return;
+    ap->w = w;
+    ap->nodes = json_array();
+    ap->totals = json_object();
+    ap->rooms = json_array();
+    ap->disconnects = json_object();
+    ap->pending = 2;
+    w->admin_pushing = 1;
+    char nodes[600];
+    sb_key(w, nodes, sizeof(nodes), "nodes");
+    const char *a1[] = {"FCALL_RO", "sb_stats", "1", nodes, w->cfg->redis_prefix};
+    size_t l1[5];
+    for (int i = 0; i < 5; i++)
+        l1[i] = strlen(a1[i]);
+    if (sb_redis_commandargv(w->cmd, admin_stats_reply, ap, 0, 5, a1, l1) != 0)
+        ap->pending--;
+    /* The busiest rooms of every namespace served. */
+    size_t nns = 1 + w->cfg->namespaces.count;
+    const char **a2 = calloc(4 + 2 * nns, sizeof(*a2));
+    char (*keys)[600] = calloc(nns, sizeof(*keys));
+    char nk[16];
+    int rv = SB_ENOMEM;
+    if (a2 != NULL && keys != NULL) {
+        snprintf(nk, sizeof(nk), "%zu", nns);
+        size_t argc = 0;
+        a2[argc++] = "FCALL_RO";
+        a2[argc++] = "sb_top_rooms";
+        a2[argc++] = nk;
+        for (size_t i = 0; i < nns; i++) {
+            sb_key(w, keys[i], sizeof(keys[i]), "{ns:%s}:rooms", i == 0 ? "/" : w->cfg->namespaces.items[i - 1]);
+            a2[argc++] = keys[i];
+        }
+        a2[argc++] = w->cfg->redis_prefix;
+        a2[argc++] = "10";
+        for (size_t i = 0; i < nns; i++)
+            a2[argc++] = i == 0 ? "/" : w->cfg->namespaces.items[i - 1];
+        size_t *l2 = calloc(argc, sizeof(*l2));
+        if (l2 != NULL) {
+            for (size_t i = 0; i < argc; i++)
+                l2[i] = strlen(a2[i]);
+            rv = sb_redis_commandargv(w->cmd, admin_rooms_reply, ap, 0, (int)argc, a2, l2);
+            free(l2);
+        }
+    }
+    free(a2);
+    free(keys);
+    if (rv != 0)
+        ap->pending--;
+    if (ap->pending == 0) {
+        ap->pending = 1;
+        admin_push_done(ap);
+    }
 }
 
 static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
@@ -441,6 +861,10 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
     sb_worker_t *w = sc->w;
     if (h2o_timeout_is_linked(&sc->connect_timer))
         h2o_timeout_unlink(&sc->connect_timer);
+    if (strcmp(p->nsp, SB_ADMIN_NSP) == 0) {
+        admin_connect(sc, p);
+        return;
+    }
     const char *nsp = find_nsp(w->cfg, p->nsp);
     if (nsp == NULL) {
         send_connect_error(sc, p->nsp, "Invalid namespace", NULL);
@@ -464,31 +888,176 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
     h2o_linklist_init_anchor(&s->memberships);
     h2o_linklist_init_anchor(&s->acks);
     h2o_linklist_init_anchor(&s->sacks);
-    s->user = strdup(s->id); /* anonymous mode: the user is the socket */
+    sb_auth_t *auth_ = w->server->auth;
+    if (auth_ != NULL && sb_auth_enabled(auth_)) {
+        /* The token: in the CONNECT payload ({"token":"…"}), else the handshake's Authorization: Bearer. */
+        json_t *t = json_object_get(p->data, "token");
+        const char *token = json_is_string(t) ? json_string_value(t) : sb_eio_token(sc->eio);
+        size_t tlen = json_is_string(t) ? json_string_length(t) : token != NULL ? strlen(token) : 0;
+        const char *code = "token_missing", *message = "a token is required: auth {\"token\": \"…\"} or Authorization: Bearer";
+        if ((s->claims = calloc(1, sizeof(*s->claims))) == NULL) {
+            free(s);
+            send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
+            return;
+        }
+        if (token == NULL || tlen == 0 ||
+            sb_auth_verify_cached(auth_, w->auth_cache, token, tlen, sb_now_ms(), s->claims, &code, &message) != 0) {
+            sb_log(SB_LOG_DEBUG, "connect refused: token not accepted", "code", code, "remote",
+                   sb_eio_remote(sc->eio), NULL);
+            atomic_fetch_add(&w->stats.auth_failures, 1);
+            free(s->claims);
+            free(s);
+            send_connect_error(sc, p->nsp, message, code);
+            return;
+        }
+        s->user = strdup(s->claims->sub);
+        /* The connect entry carries the CONNECT payload without the token. */
+        if (json_is_object(p->data))
+            json_object_del(p->data, "token");
+    } else {
+        s->user = strdup(s->id); /* anonymous mode: the user is the socket */
+    }
     char *auth = p->data != NULL ? json_dumps(p->data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (s->user == NULL || sb_map_set(&w->sockets, s->id, SB_SID_LEN, s) != 0) {
         free(auth);
         free(s->user);
+        if (s->claims != NULL) {
+            sb_claims_free(s->claims);
+            free(s->claims);
+        }
         free(s);
         send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
         return;
     }
     h2o_linklist_insert(&sc->sockets, &s->conn_link);
+    /* In the local room index at once: the connect entry reaches backends before Redis answers us, and a join or
+     * emit they send right away must find the socket (an event that arrives before the CONNECT answer is kept by
+     * the client until it is connected). */
+    char room[8 + 512];
+    int n = snprintf(room, sizeof(room), "user:%s", s->user);
+    int bad = local_join(s, "", 0) < 0 || local_join(s, s->id, SB_SID_LEN) < 0 ||
+              (n > 0 && (size_t)n < sizeof(room) && local_join(s, room, (size_t)n) < 0);
+    for (size_t i = 0; !bad && s->claims != NULL && i < s->claims->join.count; i++)
+        bad = local_join(s, s->claims->join.items[i], strlen(s->claims->join.items[i])) < 0;
+    if (bad) {
+        free(auth);
+        send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
+        s->state = SOCK_CLOSED; /* never registered in Redis: only the local state goes */
+        while (!h2o_linklist_is_empty(&s->memberships))
+            member_free(w, H2O_STRUCT_FROM_MEMBER(sb_member_t, sock_link, s->memberships.next));
+        sb_map_del(&w->sockets, s->id, SB_SID_LEN);
+        h2o_linklist_unlink(&s->conn_link);
+        s->sc = NULL;
+        sock_unref(s);
+        return;
+    }
     s->refs++;
     const char *transport = sb_eio_transport(sc->eio) == SB_EIO_WEBSOCKET ? "websocket" : "polling";
-    if (sb_store_connect(w, s->id, nsp, s->user, transport, auth != NULL ? auth : "{}", sb_eio_addr(sc->eio), NULL, 0,
-                         connect_done, s) != 0) {
+    const char *const *join = s->claims != NULL ? (const char *const *)s->claims->join.items : NULL;
+    size_t njoin = s->claims != NULL ? s->claims->join.count : 0;
+    if (sb_store_connect(w, s->id, nsp, s->user, transport, auth != NULL ? auth : "{}", sb_eio_addr(sc->eio), join,
+                         njoin, connect_done, s) != 0) {
         s->refs--;
         send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
         socket_close(s, "server unavailable");
     }
-    free(auth);
+    if (w->webhooks != NULL && s->state == SOCK_CONNECTING && sb_webhooks_match(w->webhooks, "connect", 1) >= 0)
+        s->auth = auth; /* kept for the connect webhook */
+    else
+        free(auth);
 }
 
 typedef struct event_ctx {
     sb_socket_t *sock;
     int64_t ack_id;
+    int webhook;   /* index of the webhook that handles the event, or -1 */
+    char *name;    /* event name and args, kept for the webhook */
+    char *argtext;
 } event_ctx_t;
+
+/* ---- webhooks ---- */
+
+typedef struct webhook_ctx {
+    sb_socket_t *sock;
+    int64_t ack_id;
+} webhook_ctx_t;
+
+static void webhook_done(void *data, const char *err, int status, const char *body, size_t len)
+{
+    (void)status;
+    webhook_ctx_t *wc = data;
+    sb_socket_t *s = wc->sock;
+    pending_ack_t *a = wc->ack_id >= 0 && s->state == SOCK_CONNECTED ? ack_find(s, wc->ack_id) : NULL;
+    if (a != NULL) {
+        ack_free(a);
+        if (err != NULL) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "the webhook failed: %s", err);
+            send_error_ack(s, wc->ack_id, "backend_unavailable", msg);
+        } else {
+            /* A JSON array answers with those arguments; any other JSON value is the one argument; no body, none. */
+            json_t *v = len > 0 ? json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+            if (len > 0 && v == NULL) {
+                send_error_ack(s, wc->ack_id, "backend_unavailable", "the webhook answered with invalid JSON");
+            } else {
+                json_t *args = json_is_array(v) ? json_incref(v) : json_array();
+                if (v != NULL && !json_is_array(v))
+                    json_array_append(args, v);
+                send_ack(s, wc->ack_id, args);
+                json_decref(args);
+            }
+            json_decref(v);
+        }
+    }
+    free(wc);
+    sock_unref(s);
+}
+
+/* POSTs one entry shaped like the events stream's to webhook `wh` (args as a JSON array, not text).
+ * ack_id >= 0: the webhook's answer goes to the client's ack. */
+static void post_webhook(sb_socket_t *s, int wh, const char *type, const char *event, const char *argtext,
+                         int64_t ack_id, const char *extra_name, const char *extra_value)
+{
+    sb_worker_t *w = s->w;
+    char ack[24] = "", ts[24], key[96];
+    if (ack_id >= 0)
+        snprintf(ack, sizeof(ack), "%lld", (long long)ack_id);
+    snprintf(ts, sizeof(ts), "%llu", (unsigned long long)sb_now_ms());
+    /* The same key on every retry of this call; unique across nodes, workers and events. */
+    snprintf(key, sizeof(key), "%s-%u-%s-%llu", w->server->node_id, w->idx, s->id,
+             (unsigned long long)++w->webhook_seq);
+    json_t *args = json_loads(argtext, JSON_ALLOW_NUL, NULL);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s}", "type", type, "namespace", s->nsp, "socket",
+                          s->id, "user", s->user, "event", event, "args", args != NULL ? args : json_array(), "ack_id",
+                          ack, "node", w->server->node_id, "ts", ts);
+    if (o != NULL && extra_name != NULL)
+        json_object_set_new(o, extra_name, json_string(extra_value));
+    char *body = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    webhook_ctx_t *wc = body != NULL ? malloc(sizeof(*wc)) : NULL;
+    int rv = SB_ENOMEM;
+    if (wc != NULL) {
+        wc->sock = s;
+        wc->ack_id = ack_id;
+        s->refs++;
+        rv = sb_webhooks_post(w->webhooks, wh, key, body, strlen(body), webhook_done, wc);
+        if (rv != 0) {
+            s->refs--;
+            free(wc);
+        }
+    }
+    free(body);
+    if (rv != 0) {
+        atomic_fetch_add(&w->stats.dropped, 1);
+        pending_ack_t *a = ack_id >= 0 ? ack_find(s, ack_id) : NULL;
+        if (a != NULL) {
+            ack_free(a);
+            send_error_ack(s, ack_id, "backend_unavailable",
+                           rv == SB_EAGAIN ? "the webhook is unavailable (circuit open or queue full)"
+                                           : "the webhook call failed");
+        }
+    }
+}
 
 /* The rate check (and stream write) of a client event is done. */
 static void event_stored(sb_worker_t *w, int status, long long retry_ms, void *data)
@@ -521,9 +1090,230 @@ static void event_stored(sb_worker_t *w, int status, long long retry_ms, void *d
         }
     } else {
         s->limited_in_a_row = 0;
+        /* Allowed (and on the stream unless --events-stream is off): now the webhook, which answers the ack. */
+        if (ec->webhook >= 0 && s->state == SOCK_CONNECTED)
+            post_webhook(s, ec->webhook, "event", ec->name, ec->argtext, ec->ack_id, NULL, NULL);
     }
+    free(ec->name);
+    free(ec->argtext);
     free(ec);
     sock_unref(s);
+}
+
+/* ---- reserved events: $join, $leave, $publish, $refresh (CONTRACT §2) ---- */
+
+static void answer(sb_socket_t *s, int64_t ack_id, json_t *value)
+{
+    if (ack_id >= 0 && value != NULL) {
+        json_t *args = json_pack("[O]", value);
+        if (args != NULL)
+            send_ack(s, ack_id, args);
+        json_decref(args);
+    }
+    json_decref(value);
+}
+
+static json_t *error_value(const char *code, const char *message)
+{
+    return json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
+}
+
+typedef struct reserved_ctx {
+    sb_socket_t *sock;
+    int64_t ack_id;
+    int op;    /* 1 $join, 2 $leave, 3 $publish */
+    char *room;
+    json_t *msg; /* $publish: the bus message */
+} reserved_ctx_t;
+
+static void reserved_free(reserved_ctx_t *rc)
+{
+    free(rc->room);
+    json_decref(rc->msg);
+    sock_unref(rc->sock);
+    free(rc);
+}
+
+static void published(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    reserved_ctx_t *rc = data;
+    sb_socket_t *s = rc->sock;
+    if (s->state == SOCK_CONNECTED) {
+        if (reply != NULL && reply->type == REDIS_REPLY_STRING)
+            answer(s, rc->ack_id, json_pack("{s:b,s:s#}", "ok", 1, "id", reply->str, (int)reply->len));
+        else
+            answer(s, rc->ack_id, error_value("backend_unavailable", err != NULL ? err : "the bus write failed"));
+    }
+    reserved_free(rc);
+}
+
+/* The rate check of a reserved event is done: carry it out. */
+static void reserved_allowed(sb_worker_t *w, int status, long long retry_ms, void *data)
+{
+    reserved_ctx_t *rc = data;
+    sb_socket_t *s = rc->sock;
+    if (s->state != SOCK_CONNECTED) {
+        reserved_free(rc);
+        return;
+    }
+    if (status == SB_EAGAIN) {
+        atomic_fetch_add(&w->stats.rate_limited, 1);
+        json_t *v = error_value("rate_limited", "too many requests; slow down");
+        json_object_set_new(json_object_get(v, "error"), "retry_after_ms", json_integer(retry_ms));
+        answer(s, rc->ack_id, v);
+        reserved_free(rc);
+        return;
+    }
+    if (status != SB_OK) {
+        answer(s, rc->ack_id, error_value("backend_unavailable", "redis is not reachable"));
+        reserved_free(rc);
+        return;
+    }
+    if (rc->op == 3) {
+        char key[600];
+        char *text = json_dumps(rc->msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (text == NULL || !sb_key(w, key, sizeof(key), "bus")) {
+            free(text);
+            answer(s, rc->ack_id, error_value("backend_unavailable", "out of memory"));
+            reserved_free(rc);
+            return;
+        }
+        const char *argv[] = {"XADD", key, "*", "op", "emit", "msg", text};
+        size_t lens[] = {4, strlen(key), 1, 2, 4, 3, strlen(text)};
+        int rv = sb_redis_commandargv(w->cmd, published, rc, 0, 7, argv, lens);
+        free(text);
+        if (rv != 0) {
+            answer(s, rc->ack_id, error_value("backend_unavailable", "redis is not reachable"));
+            reserved_free(rc);
+        }
+        return;
+    }
+    size_t rl = strlen(rc->room);
+    int changed;
+    if (rc->op == 1) {
+        changed = local_join(s, rc->room, rl) == 1;
+    } else {
+        sb_member_t *m = membership(s, rc->room, rl);
+        changed = m != NULL;
+        if (m != NULL)
+            member_free(w, m);
+    }
+    if (changed) {
+        s->refs++;
+        if (sb_store_join(w, s->id, rc->room, rc->op == 1, store_done, s) != 0)
+            s->refs--;
+    }
+    answer(s, rc->ack_id, json_pack("{s:b}", "ok", 1));
+    reserved_free(rc);
+}
+
+static int reserved_room(json_t *arg, const char **room)
+{
+    json_t *r = json_object_get(arg, "room");
+    if (!json_is_string(r) || json_string_length(r) == 0 || json_string_length(r) > 256)
+        return SB_EINVAL;
+    *room = json_string_value(r);
+    return 0;
+}
+
+static void handle_refresh(sb_socket_t *s, int64_t ack_id, json_t *arg)
+{
+    sb_worker_t *w = s->w;
+    json_t *t = json_object_get(arg, "token");
+    if (s->claims == NULL) {
+        answer(s, ack_id, error_value("forbidden", "this server runs without tokens"));
+        return;
+    }
+    if (!json_is_string(t)) {
+        answer(s, ack_id, error_value("invalid_argument", "expected {\"token\": \"…\"}"));
+        return;
+    }
+    sb_claims_t fresh;
+    const char *code = NULL, *message = NULL;
+    if (sb_auth_verify_cached(w->server->auth, w->auth_cache, json_string_value(t), json_string_length(t),
+                              sb_now_ms(), &fresh, &code, &message) != 0) {
+        atomic_fetch_add(&w->stats.auth_failures, 1);
+        answer(s, ack_id, error_value(code, message));
+        return;
+    }
+    if (strcmp(fresh.sub, s->claims->sub) != 0) {
+        sb_claims_free(&fresh);
+        answer(s, ack_id, error_value("forbidden", "the new token is for another user"));
+        return;
+    }
+    sb_claims_free(s->claims);
+    *s->claims = fresh;
+    s->expiring_sent = 0;
+    answer(s, ack_id, json_pack("{s:b,s:I}", "ok", 1, "exp", (json_int_t)s->claims->exp));
+}
+
+static void handle_reserved(sb_socket_t *s, sb_sio_packet_t *p)
+{
+    sb_worker_t *w = s->w;
+    const char *name = json_string_value(json_array_get(p->data, 0));
+    json_t *arg = json_array_get(p->data, 1);
+    int64_t ack_id = p->ack_id;
+    int op = strcmp(name, "$join") == 0      ? 1
+             : strcmp(name, "$leave") == 0   ? 2
+             : strcmp(name, "$publish") == 0 ? 3
+             : strcmp(name, "$refresh") == 0 ? 4
+                                             : 0;
+    if (op == 0) {
+        answer(s, ack_id, error_value("invalid_argument", "unknown reserved event (names starting with $)"));
+        return;
+    }
+    if (op == 4) {
+        handle_refresh(s, ack_id, arg);
+        return;
+    }
+    const char *room = NULL;
+    if (!json_is_object(arg) || reserved_room(arg, &room) != 0) {
+        answer(s, ack_id, error_value("invalid_argument", "expected {\"room\": \"…\"} as the first argument"));
+        return;
+    }
+    const sb_strlist_t *allowed = s->claims == NULL ? NULL : op == 3 ? &s->claims->publish : &s->claims->rooms;
+    /* The own-id and user rooms are never joined or left by the client itself. */
+    if (allowed == NULL || !sb_auth_match(allowed, room) || strncmp(room, "user:", 5) == 0 ||
+        (strlen(room) == SB_SID_LEN && sb_map_get(&w->sockets, room, SB_SID_LEN) != NULL)) {
+        answer(s, ack_id, error_value("forbidden", op == 3 ? "the token does not allow publishing to this room"
+                                                           : "the token does not allow this room"));
+        return;
+    }
+    reserved_ctx_t *rc = calloc(1, sizeof(*rc));
+    if (rc == NULL || (rc->room = strdup(room)) == NULL) {
+        free(rc);
+        answer(s, ack_id, error_value("backend_unavailable", "out of memory"));
+        return;
+    }
+    rc->sock = s;
+    rc->ack_id = ack_id;
+    rc->op = op;
+    s->refs++;
+    int rv;
+    if (op == 3) {
+        json_t *event = json_object_get(arg, "event"), *args = json_object_get(arg, "args");
+        if (!json_is_string(event) || json_string_length(event) == 0 ||
+            sb_sio_is_reserved_event(json_string_value(event)) || json_string_value(event)[0] == '$' ||
+            (args != NULL && !json_is_array(args))) {
+            answer(s, ack_id, error_value("invalid_argument", "expected {\"room\", \"event\", \"args\": [...]}"));
+            reserved_free(rc);
+            return;
+        }
+        /* Delivered to the room, the sender excluded, on every node: the same bus entry a backend would write. */
+        rc->msg = json_pack("{s:s,s:O,s:O,s:[s],s:[s]}", "namespace", s->nsp, "event", event, "args",
+                            args != NULL ? args : json_array(), "rooms", room, "except_sockets", s->id);
+        char id[600];
+        snprintf(id, sizeof(id), "%s:%s", s->nsp, room);
+        rv = rc->msg == NULL ? SB_ENOMEM : sb_store_ratelimit(w, "room", id, &w->cfg->rate_room_publish,
+                                                              reserved_allowed, rc);
+    } else {
+        rv = sb_store_ratelimit(w, "sock", s->id, &w->cfg->rate_socket_events, reserved_allowed, rc);
+    }
+    if (rv != 0) {
+        answer(s, ack_id, error_value("backend_unavailable", "redis is not reachable"));
+        reserved_free(rc);
+    }
 }
 
 static void handle_event(sb_socket_t *s, sb_sio_packet_t *p)
@@ -531,6 +1321,10 @@ static void handle_event(sb_socket_t *s, sb_sio_packet_t *p)
     sb_worker_t *w = s->w;
     atomic_fetch_add(&w->stats.events_in, 1);
     json_t *name = json_array_get(p->data, 0);
+    if (json_string_value(name)[0] == '$') {
+        handle_reserved(s, p);
+        return;
+    }
     json_t *args = json_array();
     if (args == NULL)
         return;
@@ -558,16 +1352,28 @@ static void handle_event(sb_socket_t *s, sb_sio_packet_t *p)
         s->nacks++;
         h2o_timeout_link(w->ctx.loop, &w->ack_to, &a->timer);
     }
-    event_ctx_t *ec = malloc(sizeof(*ec));
+    event_ctx_t *ec = calloc(1, sizeof(*ec));
     if (ec == NULL) {
         free(argtext);
         return;
     }
     ec->sock = s;
     ec->ack_id = p->ack_id;
+    ec->webhook = w->webhooks != NULL ? sb_webhooks_match(w->webhooks, json_string_value(name), 0) : -1;
+    if (ec->webhook >= 0 && ((ec->name = strdup(json_string_value(name))) == NULL ||
+                             (ec->argtext = strdup(argtext)) == NULL)) {
+        free(ec->name);
+        free(ec);
+        free(argtext);
+        return;
+    }
+    /* A webhook-handled event still goes to the stream for the record, unless --events-stream false. */
+    int write = ec->webhook < 0 || w->cfg->events_stream;
     s->refs++;
-    if (sb_store_event(w, s->nsp, s->id, s->user, json_string_value(name), argtext, strlen(argtext), p->ack_id, 1,
+    if (sb_store_event(w, s->nsp, s->id, s->user, json_string_value(name), argtext, strlen(argtext), p->ack_id, write,
                        event_stored, ec) != 0) {
+        free(ec->name);
+        free(ec->argtext);
         free(ec);
         s->refs--;
         atomic_fetch_add(&w->stats.dropped, 1);
@@ -609,6 +1415,10 @@ static void dispatch(sio_conn_t *sc, sb_sio_packet_t *p)
         return;
     }
     sb_socket_t *s = sio_find_socket(sc, p->nsp);
+    if (s != NULL && s->admin) {
+        admin_event(s, p);
+        return;
+    }
     if (s == NULL || s->state != SOCK_CONNECTED) {
         /* A packet for a namespace that is not connected: Socket.IO closes the connection. */
         sb_log(SB_LOG_WARN, "packet for a namespace that is not connected, closing", "nsp", p->nsp, NULL);
@@ -770,7 +1580,7 @@ static int str_array(json_t *msg, const char *field, json_t **out, const char **
             *why = field;
             return SB_EINVAL;
         }
-    *out = json_array_size(a) > 0 ? a : NULL;
+    *out = a; /* present, even empty: an empty target list means nobody, never everybody */
     return 0;
 }
 
@@ -851,7 +1661,7 @@ static int collect_targets(sb_worker_t *w, json_t *msg, const char *nsp, int all
 static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const char *reply_to,
                           const char *request_id)
 {
-    if (s->state != SOCK_CONNECTED || s->sc == NULL || s->nsacks >= MAX_PENDING_ACKS)
+    if (s->state == SOCK_CLOSED || s->sc == NULL || s->nsacks >= MAX_PENDING_ACKS)
         return; /* the requester times out and tells its caller */
     server_ack_t *a = calloc(1, sizeof(*a));
     if (a == NULL || (a->reply_to = strdup(reply_to)) == NULL || (a->request_id = strdup(request_id)) == NULL) {
@@ -877,7 +1687,7 @@ static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const
     h2o_timeout_link(s->w->ctx.loop, &s->w->server_ack_to, &a->timer);
     send_encoded(s, &enc);
     sb_sio_encoded_clear(&enc);
-    atomic_fetch_add(&s->w->stats.events_out, 1);
+    atomic_fetch_add(&s->w->stats.deliveries, 1);
 }
 
 int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why)
@@ -945,9 +1755,9 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why)
     sb_eio_msg_t m = {text.base, text.len, enc.nbins, enc.bins, NULL, json_is_true(vol)};
     for (size_t i = 0; i < v.count; i++) {
         sb_socket_t *s = v.items[i];
-        if (s->state == SOCK_CONNECTED && s->sc != NULL && s->sc->eio != NULL)
+        if (s->state != SOCK_CLOSED && s->sc != NULL && s->sc->eio != NULL)
             if (sb_eio_send_msg(s->sc->eio, &m) == 0)
-                atomic_fetch_add(&w->stats.events_out, 1);
+                atomic_fetch_add(&w->stats.deliveries, 1);
     }
     sb_eio_msg_release(&m);
     sb_buf_free(&text);
@@ -983,7 +1793,7 @@ int sb_session_apply_join(sb_worker_t *w, json_t *msg, int join, const char **wh
         json_t *it;
         json_array_foreach(rooms, k, it)
         {
-            if (s->state != SOCK_CONNECTED)
+            if (s->state == SOCK_CLOSED)
                 break;
             const char *room = json_string_value(it);
             size_t rl = json_string_length(it);
@@ -1025,13 +1835,16 @@ int sb_session_apply_disconnect(sb_worker_t *w, json_t *msg, const char **why)
         v.items[i]->refs++; /* closing one socket must not free another we still hold */
     for (size_t i = 0; i < v.count; i++) {
         sb_socket_t *s = v.items[i];
+        const char *why_ = reason != NULL ? json_string_value(reason) : "server namespace disconnect";
         if (s->state == SOCK_CONNECTED) {
             sb_buf_t sio;
             sb_buf_init(&sio, 0);
             if (sb_sio_encode_disconnect(&sio, s->nsp) == 0)
                 send_packet_text(s, &sio);
             sb_buf_free(&sio);
-            socket_close(s, reason != NULL ? json_string_value(reason) : "server namespace disconnect");
+            socket_close(s, why_);
+        } else if (s->state == SOCK_CONNECTING && s->pending_disconnect == NULL) {
+            s->pending_disconnect = strdup(why_); /* carried out right after the CONNECT answer */
         }
         sock_unref(s);
     }
@@ -1074,8 +1887,47 @@ int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why)
     return 0;
 }
 
+/* Every second: warn sockets whose token expires soon, disconnect those whose token expired. */
+static void expiry_sweep_cb(h2o_timeout_entry_t *e)
+{
+    sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, expiry_tick));
+    uint64_t now = sb_now_ms();
+    for (h2o_linklist_t *l = w->token_sockets.next; l != &w->token_sockets;) {
+        sb_socket_t *s = H2O_STRUCT_FROM_MEMBER(sb_socket_t, exp_link, l);
+        l = l->next;
+        uint64_t exp_ms = (uint64_t)s->claims->exp * 1000;
+        if (now >= exp_ms + w->cfg->jwt_leeway_ms) {
+            sb_log(SB_LOG_DEBUG, "token expired without $refresh, disconnecting", "socket", s->id, NULL);
+            sb_buf_t sio;
+            sb_buf_init(&sio, 0);
+            if (sb_sio_encode_disconnect(&sio, s->nsp) == 0)
+                send_packet_text(s, &sio);
+            sb_buf_free(&sio);
+            socket_close(s, "token expired");
+        } else if (!s->expiring_sent && now + w->cfg->jwt_expiry_warning_ms >= exp_ms) {
+            s->expiring_sent = 1;
+            json_t *args = json_pack("[{s:I}]", "exp", (json_int_t)s->claims->exp);
+            sb_sio_encoded_t enc;
+            memset(&enc, 0, sizeof(enc));
+            if (args != NULL && sb_sio_encode_event(&enc, s->nsp, "$token_expiring", args, -1) == 0)
+                send_encoded(s, &enc);
+            sb_sio_encoded_clear(&enc);
+            json_decref(args);
+        }
+    }
+    if (!h2o_linklist_is_empty(&w->admin_sockets))
+        admin_push(w);
+    h2o_timeout_link(w->ctx.loop, &w->expiry_to, &w->expiry_tick);
+}
+
 void sb_session_worker_init(sb_worker_t *w)
 {
+    h2o_linklist_init_anchor(&w->token_sockets);
+    h2o_linklist_init_anchor(&w->admin_sockets);
+    h2o_timeout_init(w->ctx.loop, &w->expiry_to, 1000);
+    w->expiry_tick.cb = expiry_sweep_cb;
+    h2o_timeout_link(w->ctx.loop, &w->expiry_to, &w->expiry_tick);
+    w->auth_cache = sb_auth_cache_create(10000);
     h2o_timeout_init(w->ctx.loop, &w->connect_to, w->cfg->connect_timeout_ms);
     h2o_timeout_init(w->ctx.loop, &w->ack_to, w->cfg->ack_timeout_ms);
     h2o_timeout_init(w->ctx.loop, &w->server_ack_to, SB_SERVER_ACK_MAX_MS + 1000);

@@ -87,6 +87,7 @@ typedef struct sb_config {
     uint64_t webhook_breaker_cooldown_ms; /* --webhook-breaker-cooldown; default 5000 */
     int events_stream;                    /* --events-stream; default true */
     uint64_t api_max_body;                /* --api-max-body; default 1 MiB */
+    char *dashboard_dir;                  /* --dashboard-dir; default SB_DASHBOARD_DIR (build time); "" = off */
 
     /* auth */
     char *jwt_alg;            /* --jwt-alg; default "HS256"; one of HS256 HS384 HS512 RS256 ES256 */

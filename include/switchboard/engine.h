@@ -63,6 +63,8 @@ sb_eio_transport_t sb_eio_transport(const sb_eio_conn_t *c);
 sb_worker_t *sb_eio_worker(const sb_eio_conn_t *c);
 /* The masked client address for logs. */
 const char *sb_eio_remote(const sb_eio_conn_t *c);
+/* The bearer token of the Engine.IO handshake's Authorization header, or NULL. */
+const char *sb_eio_token(const sb_eio_conn_t *c);
 /* The client address in full (for per-address limits; never log it unless --log-client-ips). */
 const char *sb_eio_addr(const sb_eio_conn_t *c);
 /* The Socket.IO layer's per-connection data. */

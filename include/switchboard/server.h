@@ -41,6 +41,10 @@ typedef struct sb_worker_stats {
     atomic_ulong bus_entries;
     atomic_ulong dropped;
     atomic_ulong rate_limited;
+    atomic_ulong auth_failures;
+    atomic_ulong connects;    /* Socket.IO sockets connected, cumulative */
+    atomic_ulong deliveries;  /* messages written to sockets */
+    atomic_ulong disconnects[12]; /* by sb_session_reason_index (SB_REASONS) */
 } sb_worker_stats_t;
 
 struct sb_worker {
@@ -85,6 +89,14 @@ struct sb_worker {
     char reply_key[600];     /* <prefix>{node:<node>}:replies:<idx>: answers to this worker's REST emit-with-ack */
     char reply_last_id[48];
     void *api;               /* the REST API's per-worker state (api.c) */
+    struct sb_webhooks *webhooks; /* NULL when no --webhook is configured */
+    struct sb_auth_cache *auth_cache; /* verified tokens (auth.h) */
+    h2o_linklist_t token_sockets;     /* sockets with a token: the expiry sweep walks them */
+    h2o_linklist_t admin_sockets;     /* dashboard sockets (/_admin) */
+    int admin_pushing;
+    h2o_timeout_t expiry_to;
+    h2o_timeout_entry_t expiry_tick;
+    uint64_t webhook_seq;
     int bus_reading;
     int bus_ready; /* last id known, reading */
 
@@ -102,6 +114,7 @@ struct sb_server {
     unsigned nworkers;
     int *listen_fds; /* one per (worker, listen address) */
     atomic_int draining;
+    struct sb_auth *auth; /* JWT verifier, shared read-only (auth.h) */
     uint64_t started_at_ms;
 };
 
@@ -110,6 +123,9 @@ struct sb_server {
 int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, const char **why);
 /* Starts one thread per worker. */
 int sb_server_start(sb_server_t *s);
+/* Loads --tls-cert/--tls-key again (SIGHUP) and hands the new context to every worker; new connections use
+ * it, open ones keep theirs. On failure the old one stays. 0 or SB_EINVAL with *why. */
+int sb_server_reload_tls(sb_server_t *s, const char **why);
 /* Asks every worker to stop and joins them. */
 void sb_server_stop(sb_server_t *s);
 void sb_server_free(sb_server_t *s);

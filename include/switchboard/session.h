@@ -28,6 +28,14 @@ int sb_session_apply_join(sb_worker_t *w, json_t *msg, int join, const char **wh
 int sb_session_apply_disconnect(sb_worker_t *w, json_t *msg, const char **why);
 int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why);
 
+/* The reserved namespace of the dashboard (signed in with an API key). */
+#define SB_ADMIN_NSP "/_admin"
+
+/* Disconnect reasons counted per node (the last one, "other", takes every reason not listed). */
+#define SB_REASONS 12
+extern const char *const sb_session_reasons[SB_REASONS];
+unsigned sb_session_reason_index(const char *reason);
+
 /* Per-worker init/teardown of the room index. */
 void sb_session_worker_init(sb_worker_t *w);
 void sb_session_worker_free(sb_worker_t *w);
