@@ -7,9 +7,11 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config libh2o-evloop-dev libwslay-dev libssl-dev libhiredis-dev
-      libjansson-dev libjwt-dev libevent-dev uuid-dev redis-server)
+      libjansson-dev libjwt-dev libevent-dev uuid-dev redis-server openssl)
 if [[ "${1:-}" == "--test" ]]; then
-    want+=(libcmocka-dev)
+    # cmocka: unit tests; prometheus: promtool checks /metrics; chromium: the dashboard's browser test;
+    # clang: the libFuzzer targets.
+    want+=(libcmocka-dev prometheus chromium clang)
     command -v node >/dev/null 2>&1 || want+=(nodejs)
     command -v npm >/dev/null 2>&1 || want+=(npm)
 fi

@@ -177,7 +177,7 @@ export async function startSwitchboard(opts) {
 
     const handle = {
         port,
-        url: `http://127.0.0.1:${port}`,
+        url: `${args.includes('--tls-cert') ? 'https' : 'http'}://127.0.0.1:${port}`,
         child,
         logFile,
         args,

@@ -4,14 +4,18 @@
 // restarting the server never leaves a stale pooled socket behind.
 
 import http from 'node:http';
+import https from 'node:https';
 
 // Resolves {status, headers, text, json()}; rejects on network errors or after
 // `timeoutMs` (the request is destroyed then).
 export function request(url, { method = 'GET', headers = {}, body, timeoutMs = 5000 } = {}) {
     return new Promise((resolve, reject) => {
         const u = new URL(url);
-        const req = http.request(
+        // https: the tests' certificates are self-signed (tests/e2e/42-tls-logs.test.mjs).
+        const mod = u.protocol === 'https:' ? https : http;
+        const req = mod.request(
             {
+                rejectUnauthorized: false,
                 host: u.hostname,
                 port: u.port,
                 path: u.pathname + u.search,
