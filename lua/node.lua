@@ -4,10 +4,12 @@
 -- KEYS[1] P{node:<node>}        HASH of the node's figures (expires after ttl_ms)
 -- KEYS[2] Pnodes                ZSET node id -> last heartbeat (ms)
 -- ARGV[1] P   ARGV[2] node   ARGV[3] now_ms   ARGV[4] ttl_ms   ARGV[5..] field, value pairs
--- Returns 1.
--- Invariant: a node is live while its hash exists; Pnodes only lists nodes
---         seen within the last ttl_ms (older members are removed here, by any
---         node's beat), so listing it never grows without bound.
+-- Returns the ids of dead nodes: members of Pnodes not seen within ttl_ms
+--         (3 heartbeats). The caller reaps each (sb_node_sockets_purge) and then
+--         removes it from Pnodes (ZREM), so a dead node's sockets, memberships
+--         and presence go within three heartbeats and nothing is forgotten
+--         half-way (a reap interrupted by a crash is picked up by the next beat).
+-- Invariant: a node is live while its hash exists.
 --
 -- sb_stats (no writes)
 -- KEYS[1] Pnodes
@@ -35,8 +37,7 @@ local function node_beat_cb(keys, args)
     redis.call('HSET', keys[1], 'id', node, 'last_seen', now)
     redis.call('PEXPIRE', keys[1], ttl)
     redis.call('ZADD', keys[2], now, node)
-    redis.call('ZREMRANGEBYSCORE', keys[2], '-inf', '(' .. (tonumber(now) - tonumber(ttl)))
-    return 1
+    return redis.call('ZRANGEBYSCORE', keys[2], '-inf', '(' .. (tonumber(now) - tonumber(ttl)), 'LIMIT', 0, 16)
 end
 
 local function node_stats_cb(keys, args)

@@ -1315,12 +1315,80 @@ static void sweep_entry_cb(h2o_timeout_entry_t *e)
         h2o_timeout_link(w->ctx.loop, &aw->sweep_to, &aw->sweep);
 }
 
+/* ---- the reaper: any node removes what dead nodes left in Redis ---------------------------------------------------- */
+
+typedef struct reap {
+    sb_worker_t *w;
+    char node[64];
+} reap_t;
+
+static void reap_next(reap_t *rp);
+
+static void ignore_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r, (void)reply, (void)err, (void)data; /* a lost ZREM is redone by the next beat */
+}
+
+static void reaped_slice(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    reap_t *rp = data;
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        sb_log(SB_LOG_WARN, "reaping a dead node failed", "node", rp->node, "error",
+               reply != NULL ? reply->str : err, NULL);
+        free(rp);
+        return;
+    }
+    if (reply->integer > 0) {
+        reap_next(rp); /* more sockets left: another slice (a Function blocks Redis while it runs) */
+        return;
+    }
+    char nodes[600];
+    sb_key(rp->w, nodes, sizeof(nodes), "nodes");
+    const char *argv[] = {"ZREM", nodes, rp->node};
+    size_t lens[3];
+    lens_of(argv, lens, 3);
+    sb_redis_commandargv(rp->w->cmd, ignore_reply, NULL, 0, 3, argv, lens);
+    sb_log(SB_LOG_INFO, "reaped a dead node: its sockets, rooms and presence are gone", "node", rp->node, NULL);
+    free(rp);
+}
+
+static void reap_next(reap_t *rp)
+{
+    sb_worker_t *w = rp->w;
+    char key[600], ts[24], maxlen[24];
+    sb_key(w, key, sizeof(key), "{node:%s}:sockets", rp->node);
+    snprintf(ts, sizeof(ts), "%" PRIu64, sb_now_ms());
+    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, w->cfg->events_maxlen);
+    const char *argv[] = {"FCALL", "sb_node_sockets_purge", "1", key, w->cfg->redis_prefix, rp->node,
+                          "node lost", ts, maxlen, "1000"};
+    size_t lens[10];
+    lens_of(argv, lens, 10);
+    if (sb_redis_commandargv(w->cmd, reaped_slice, rp, 0, 10, argv, lens) != 0)
+        free(rp);
+}
+
 static void beat_done(sb_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    (void)data;
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+    sb_worker_t *w = data;
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         sb_log(SB_LOG_WARN, "node heartbeat failed", "error", reply != NULL ? reply->str : err, NULL);
+        return;
+    }
+    /* The beat lists nodes whose heartbeat is gone: reap them. */
+    for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
+        const redisReply *n = reply->element[i];
+        if (n->type != REDIS_REPLY_STRING || n->len >= sizeof(((reap_t *)0)->node) ||
+            strcmp(n->str, w->server->node_id) == 0)
+            continue;
+        reap_t *rp = calloc(1, sizeof(*rp));
+        if (rp == NULL)
+            continue;
+        rp->w = w;
+        memcpy(rp->node, n->str, n->len);
+        reap_next(rp);
+    }
 }
 
 void sb_api_heartbeat(sb_worker_t *w)
@@ -1386,5 +1454,5 @@ void sb_api_heartbeat(sb_worker_t *w)
     argv[argc++] = SB_VERSION;
     size_t lens[SB_ARRAY_SIZE(argv)];
     lens_of(argv, lens, argc);
-    sb_redis_commandargv(w->cmd, beat_done, NULL, 0, argc, argv, lens);
+    sb_redis_commandargv(w->cmd, beat_done, w, 0, argc, argv, lens);
 }

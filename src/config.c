@@ -177,6 +177,10 @@ static const opt_t opts[] = {
      "5s", "How long an open circuit stays open before one half-open probe request.", NULL},
     {"events-stream", K_BOOL, 0, OFF(events_stream), 0, 0, NULL, NULL, "BOOL", "true",
      "Write client events to the events stream even when a webhook handles them.", NULL},
+    {"loop-lag-warn", K_DUR, 0, OFF(loop_lag_warn_ms), 1, MS_MINUTE, NULL, NULL, "DURATION", "200ms",
+     "Event-loop lag that is logged as a warning (at most every 10 s per worker).", NULL},
+    {"loop-lag-max", K_DUR, 0, OFF(loop_lag_max_ms), 0, MS_MINUTE, NULL, NULL, "DURATION", "0 (off)",
+     "When a worker's loop lag stays above this, /readyz fails so the load balancer sends clients elsewhere.", NULL},
     {"dashboard-dir", K_STR, F_EMPTY_OK, OFF(dashboard_dir), 0, 0, check_text, NULL, "DIR",
      "the dashboard-static folder of the build",
      "Folder of the dashboard, served at /dashboard/ (sign in with an API key); empty turns it off.", NULL},
@@ -1046,6 +1050,8 @@ void sb_config_init(sb_config_t *cfg)
     cfg->webhook_breaker_cooldown_ms = 5000;
     cfg->events_stream = 1;
     cfg->api_max_body = 1 * MIB;
+    cfg->loop_lag_warn_ms = 200;
+    cfg->loop_lag_max_ms = 0;
 #ifdef SB_DASHBOARD_DIR
     cfg->dashboard_dir = strdup(SB_DASHBOARD_DIR);
 #endif

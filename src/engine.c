@@ -987,6 +987,20 @@ void sb_engine_worker_init(sb_worker_t *w)
     h2o_timeout_init(w->ctx.loop, &w->linger_to, 1000);
 }
 
+size_t sb_engine_worker_close_some(sb_worker_t *w, size_t max, const char *reason)
+{
+    size_t n = 0;
+    const sb_map_entry_t *e;
+    for (size_t i = 0; n < max && sb_map_next(&w->conns, &i, &e);) {
+        sb_eio_conn_t *c = e->value;
+        if (c->closing)
+            continue;
+        sb_eio_close(c, reason); /* removes it from the map: iteration may continue (deleting is allowed) */
+        n++;
+    }
+    return n;
+}
+
 void sb_engine_worker_close_all(sb_worker_t *w)
 {
     const sb_map_entry_t *e;

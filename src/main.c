@@ -153,9 +153,19 @@ int main(int argc, char **argv)
             }
             continue;
         }
-        sb_log(SB_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+        sb_log(SB_LOG_INFO, "draining", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
         break;
     }
+    /* Graceful drain: not ready at once, no new clients, open ones closed over --drain-timeout (they reconnect to
+     * other nodes). A second signal ends the wait. */
+    sb_server_drain(&server);
+    uint64_t deadline = sb_mono_ms() + cfg.drain_timeout_ms + 1000;
+    struct timespec poll = {0, 100 * 1000 * 1000};
+    while (sb_server_connections(&server) > 0 && sb_mono_ms() < deadline) {
+        if (sigtimedwait(&set, NULL, &poll) > 0)
+            break;
+    }
+    sb_log(SB_LOG_INFO, "shutting down", NULL);
     sb_server_stop(&server);
     purge_node(&server);
     sb_server_free(&server);

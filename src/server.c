@@ -113,6 +113,8 @@ static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
     sb_worker_t *w = worker_of_req(req);
     if (atomic_load(&w->server->draining))
         respond_json(req, 503, "Service Unavailable", "{\"status\":\"draining\"}");
+    else if (w->cfg->loop_lag_max_ms > 0 && atomic_load(&w->loop_lag_ms) > w->cfg->loop_lag_max_ms)
+        respond_json(req, 503, "Service Unavailable", "{\"status\":\"event loop lagging\"}");
     else if (sb_redis_connected(w->cmd) && !atomic_load(&w->functions_ok))
         respond_json(req, 503, "Service Unavailable", "{\"status\":\"redis functions library missing or of another version\"}");
     else if (!sb_worker_ready(w) || !sb_redis_connected(w->bus))
@@ -306,6 +308,78 @@ static void trim_bus(sb_worker_t *w)
     sb_redis_commandargv(w->cmd, trim_done, NULL, 0, (int)SB_ARRAY_SIZE(argv), argv, lens);
 }
 
+/* ---- event-loop lag ---------------------------------------------------------------------------------------------- */
+
+#define LAG_PERIOD_MS 100
+
+static void lag_cb(h2o_timeout_entry_t *e)
+{
+    sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, lag_tick));
+    uint64_t now = sb_mono_ms();
+    uint64_t lag = now > w->lag_expected ? now - w->lag_expected : 0;
+    if (lag > w->lag_window_max)
+        w->lag_window_max = lag;
+    if (now - w->lag_window_start >= 1000) {
+        atomic_store(&w->loop_lag_ms, w->lag_window_max);
+        w->lag_window_max = 0;
+        w->lag_window_start = now;
+    }
+    if (lag >= w->cfg->loop_lag_warn_ms && now - w->lag_warned_at >= 10000) {
+        char ms[24], wk[8];
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)lag);
+        snprintf(wk, sizeof(wk), "%u", w->idx);
+        sb_log(SB_LOG_WARN, "event loop lagging", "#lag_ms", ms, "#worker", wk, NULL);
+        w->lag_warned_at = now;
+    }
+    w->lag_expected = now + LAG_PERIOD_MS;
+    h2o_timeout_link(w->ctx.loop, &w->lag_to, &w->lag_tick);
+}
+
+/* ---- graceful drain ---------------------------------------------------------------------------------------------- */
+
+/* Every 100 ms step k of the drain closes what brings the total to ceil(n0 * k / steps): the closes are spread
+ * evenly over the whole --drain-timeout, so clients do not all reconnect elsewhere at the same moment. */
+static void drain_cb(h2o_timeout_entry_t *e)
+{
+    sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, drain_tick));
+    w->drain_step++;
+    size_t target = w->drain_step >= w->drain_steps ? SIZE_MAX
+                                                   : (w->drain_total * w->drain_step + w->drain_steps - 1) / w->drain_steps;
+    if (target > w->drain_closed)
+        w->drain_closed += sb_engine_worker_close_some(w, target - w->drain_closed, "server shutting down");
+    if (w->conns.count > 0)
+        h2o_timeout_link(w->ctx.loop, &w->lag_to, &w->drain_tick);
+}
+
+static void drain_start(sb_worker_t *w, void *arg)
+{
+    (void)arg;
+    w->drain_steps = w->cfg->drain_timeout_ms / LAG_PERIOD_MS;
+    if (w->drain_steps < 1)
+        w->drain_steps = 1;
+    w->drain_total = w->conns.count;
+    w->drain_step = 0;
+    w->drain_closed = 0;
+    w->drain_tick.cb = drain_cb;
+    if (w->conns.count > 0 && !h2o_timeout_is_linked(&w->drain_tick))
+        h2o_timeout_link(w->ctx.loop, &w->lag_to, &w->drain_tick);
+}
+
+void sb_server_drain(sb_server_t *s)
+{
+    atomic_store(&s->draining, 1);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        sb_worker_post(s->workers[i], drain_start, NULL);
+}
+
+unsigned long sb_server_connections(sb_server_t *s)
+{
+    unsigned long n = 0;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        n += atomic_load(&s->workers[i]->stats.connections);
+    return n;
+}
+
 static void tick_cb(h2o_timeout_entry_t *e)
 {
     sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, tick));
@@ -367,6 +441,11 @@ static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
     sb_api_worker_init(w);
     w->webhooks = sb_webhooks_create(w->loop, s->cfg);
     h2o_timeout_init(w->loop, &w->tick_to, s->cfg->heartbeat_interval_ms);
+    h2o_timeout_init(w->loop, &w->lag_to, LAG_PERIOD_MS);
+    w->lag_tick.cb = lag_cb;
+    w->lag_expected = sb_mono_ms() + LAG_PERIOD_MS;
+    w->lag_window_start = sb_mono_ms();
+    h2o_timeout_link(w->loop, &w->lag_to, &w->lag_tick);
     w->tick.cb = tick_cb;
     h2o_timeout_link(w->loop, &w->tick_to, &w->tick);
 

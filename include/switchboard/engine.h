@@ -43,6 +43,8 @@ void sb_engine_register(h2o_pathconf_t *pathconf, sb_server_t *server);
 
 /* Per-worker start/stop (timers). */
 void sb_engine_worker_init(sb_worker_t *w);
+/* Closes up to `max` open connections (the drain); returns how many it closed. */
+size_t sb_engine_worker_close_some(sb_worker_t *w, size_t max, const char *reason);
 /* Closes every connection of the worker (reason "server shutting down"). */
 void sb_engine_worker_close_all(sb_worker_t *w);
 

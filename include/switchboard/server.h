@@ -76,6 +76,15 @@ struct sb_worker {
     h2o_timeout_t tick_to; /* housekeeping every --heartbeat-interval */
     h2o_timeout_entry_t tick;
     uint64_t ticks;
+    /* event-loop lag: a 100 ms timer measures how late it fires */
+    h2o_timeout_t lag_to;
+    h2o_timeout_entry_t lag_tick;
+    uint64_t lag_expected;   /* mono ms the timer should fire at */
+    atomic_ulong loop_lag_ms; /* the last second's worst lag */
+    uint64_t lag_window_max, lag_window_start, lag_warned_at;
+    /* graceful drain */
+    h2o_timeout_entry_t drain_tick;
+    size_t drain_total, drain_closed, drain_step, drain_steps;
     atomic_int functions_ok; /* Redis holds our version of the Functions library */
 
     sb_map_t conns;   /* Engine.IO sid -> sb_eio_conn */
@@ -126,6 +135,11 @@ int sb_server_start(sb_server_t *s);
 /* Loads --tls-cert/--tls-key again (SIGHUP) and hands the new context to every worker; new connections use
  * it, open ones keep theirs. On failure the old one stays. 0 or SB_EINVAL with *why. */
 int sb_server_reload_tls(sb_server_t *s, const char **why);
+/* Starts the graceful drain (SIGTERM): readiness fails at once, new handshakes are refused, and every worker
+ * closes its connections spread over --drain-timeout (clients reconnect elsewhere). Returns at once. */
+void sb_server_drain(sb_server_t *s);
+/* Open Engine.IO connections across the workers. */
+unsigned long sb_server_connections(sb_server_t *s);
 /* Asks every worker to stop and joins them. */
 void sb_server_stop(sb_server_t *s);
 void sb_server_free(sb_server_t *s);

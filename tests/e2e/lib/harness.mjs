@@ -150,6 +150,8 @@ export async function startSwitchboard(opts) {
         // Test files open many connections from 127.0.0.1 in bursts; the per-address connection limit has its
         // own tests (which pass --rate-connections again: the last value wins).
         '--rate-connections', 'off',
+        // Stopping a node drains it; tests stop nodes with clients still open, so keep that short.
+        '--drain-timeout', '1000',
     ];
     for (const nsp of opts.namespaces || []) args.push('--namespace', nsp);
     args.push(...(opts.args || []));
