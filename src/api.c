@@ -210,6 +210,8 @@ static const char *reason_of(int status)
 
 static void send_json(h2o_req_t *req, int status, json_t *body)
 {
+    sb_worker_t *w = (sb_worker_t *)((char *)req->conn->ctx - offsetof(sb_worker_t, ctx));
+    sb_metric_inc(SB_M(w)->rest[status < 400 ? 0 : status < 500 ? 1 : 2], w->idx);
     char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(body);
     req->res.status = status;
@@ -1065,6 +1067,7 @@ static void on_api_rate(sb_worker_t *w, int status, long long retry_ms, void *da
         return;
     }
     if (status == SB_EAGAIN) {
+        sb_count_limited(w, SB_LIMIT_API);
         char ra[24];
         snprintf(ra, sizeof(ra), "%lld", (retry_ms + 999) / 1000);
         h2o_add_header_by_str(&c->req->pool, &c->req->res.headers, H2O_STRLIT("retry-after"), 0, NULL, ra,
@@ -1427,7 +1430,7 @@ void sb_api_heartbeat(sb_worker_t *w)
                    {"started_at", s->started_at_ms}};
     enum { NF = sizeof(figures) / sizeof(figures[0]) };
     char vals[NF + SB_REASONS][24], names[SB_REASONS][64];
-    const char *argv[9 + 2 * (NF + SB_REASONS) + 2];
+    const char *argv[9 + 2 * (NF + SB_REASONS) + 2 + 2 * 5];
     int argc = 0;
     argv[argc++] = "FCALL";
     argv[argc++] = "sb_node_beat";
@@ -1450,6 +1453,26 @@ void sb_api_heartbeat(sb_worker_t *w)
         argv[argc++] = names[r];
         argv[argc++] = vals[NF + r];
     }
+    /* Latency figures of the last heartbeat interval, for the dashboard (NaN when nothing was measured: skipped). */
+    struct {
+        const char *name;
+        sb_metric_t *m;
+        double q, scale;
+    } lat[] = {{"delivery_p50_ms", SB_M(w)->bus_delivery, 0.5, 1000}, {"delivery_p99_ms", SB_M(w)->bus_delivery, 0.99, 1000},
+               {"redis_p50_ms", SB_M(w)->redis_seconds, 0.5, 1000}, {"redis_p99_ms", SB_M(w)->redis_seconds, 0.99, 1000},
+               {"loop_lag_ms", SB_M(w)->loop_lag, 1.0, 1000}};
+    char latv[SB_ARRAY_SIZE(lat)][32];
+    for (size_t i = 0; i < SB_ARRAY_SIZE(lat); i++) {
+        double v = sb_metric_quantile(lat[i].m, lat[i].q);
+        if (v != v)
+            v = 0; /* nothing observed this interval */
+        snprintf(latv[i], sizeof(latv[i]), "%.3f", v * lat[i].scale);
+        argv[argc++] = lat[i].name;
+        argv[argc++] = latv[i];
+    }
+    for (size_t i = 0; i < SB_ARRAY_SIZE(lat); i++)
+        if (i == 0 || lat[i].m != lat[i - 1].m)
+            sb_metric_quantile_reset(lat[i].m);
     argv[argc++] = "version";
     argv[argc++] = SB_VERSION;
     size_t lens[SB_ARRAY_SIZE(argv)];

@@ -64,6 +64,15 @@ static void apply_entry(sb_worker_t *w, const redisReply *entry)
         w->bus_last_id[id->len] = '\0';
     }
     atomic_fetch_add(&w->stats.bus_entries, 1);
+    sb_metric_inc(SB_M(w)->bus_entries, w->idx);
+    /* Bus delivery latency: the entry id's time (when it was written) to now, when its frames are queued. The
+     * writer's clock is Redis's: on one host, or with synced clocks, this is the backend-to-socket delay. */
+    char *dash = memchr(id->str, '-', id->len);
+    if (dash != NULL) {
+        uint64_t at = strtoull(id->str, NULL, 10), now = sb_now_ms();
+        if (now >= at)
+            sb_metric_observe(SB_M(w)->bus_delivery, w->idx, (double)(now - at) / 1000.0);
+    }
     if (fields->type != REDIS_REPLY_ARRAY)
         return;
     const redisReply *op = NULL, *msg = NULL;

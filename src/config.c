@@ -177,6 +177,10 @@ static const opt_t opts[] = {
      "5s", "How long an open circuit stays open before one half-open probe request.", NULL},
     {"events-stream", K_BOOL, 0, OFF(events_stream), 0, 0, NULL, NULL, "BOOL", "true",
      "Write client events to the events stream even when a webhook handles them.", NULL},
+    {"http-timeout", K_DUR, 0, OFF(http_timeout_ms), 100, 10 * MS_MINUTE, NULL, NULL, "DURATION", "10s",
+     "Time to receive a whole HTTP request (slow or dripping headers and bodies are closed), and the idle "
+     "keep-alive time.",
+     NULL},
     {"loop-lag-warn", K_DUR, 0, OFF(loop_lag_warn_ms), 1, MS_MINUTE, NULL, NULL, "DURATION", "200ms",
      "Event-loop lag that is logged as a warning (at most every 10 s per worker).", NULL},
     {"loop-lag-max", K_DUR, 0, OFF(loop_lag_max_ms), 0, MS_MINUTE, NULL, NULL, "DURATION", "0 (off)",
@@ -1051,6 +1055,7 @@ void sb_config_init(sb_config_t *cfg)
     cfg->events_stream = 1;
     cfg->api_max_body = 1 * MIB;
     cfg->loop_lag_warn_ms = 200;
+    cfg->http_timeout_ms = 10000;
     cfg->loop_lag_max_ms = 0;
 #ifdef SB_DASHBOARD_DIR
     cfg->dashboard_dir = strdup(SB_DASHBOARD_DIR);

@@ -220,6 +220,13 @@ static void flush_cb(h2o_timeout_entry_t *e);
 static void upgrade_timeout_cb(h2o_timeout_entry_t *e);
 static void linger_cb(h2o_timeout_entry_t *e);
 
+/* Open connections by transport (the switchboard_connections gauge of this worker). */
+static void transport_count(sb_worker_t *w, sb_eio_transport_t t, int delta)
+{
+    w->conns_by_transport[t] += delta;
+    sb_metric_set(SB_M(w)->connections[t], w->idx, (double)w->conns_by_transport[t]);
+}
+
 static sb_eio_conn_t *conn_new(sb_worker_t *w, sb_eio_transport_t transport, h2o_req_t *req)
 {
     sb_eio_conn_t *c = calloc(1, sizeof(*c));
@@ -259,6 +266,7 @@ static sb_eio_conn_t *conn_new(sb_worker_t *w, sb_eio_transport_t transport, h2o
         return NULL;
     }
     atomic_fetch_add(&w->stats.connections, 1);
+    transport_count(w, transport, 1);
     return c;
 }
 
@@ -336,7 +344,7 @@ static int queue_raw_text(sb_eio_conn_t *c, const char *text, size_t len)
             schedule_flush(c);
     }
     if (rv == SB_ETOOBIG) {
-        atomic_fetch_add(&c->w->stats.dropped, 1);
+        sb_count_drop(c->w, SB_DROP_QUEUE_FULL);
         sb_log(SB_LOG_WARN, "send queue full, closing connection", "sid", c->sid, NULL);
         sb_eio_close(c, "transport error");
     }
@@ -354,7 +362,7 @@ static int queue_binary(sb_eio_conn_t *c, const void *data, size_t len)
             schedule_flush(c);
     }
     if (rv == SB_ETOOBIG) {
-        atomic_fetch_add(&c->w->stats.dropped, 1);
+        sb_count_drop(c->w, SB_DROP_QUEUE_FULL);
         sb_eio_close(c, "transport error");
     }
     return rv;
@@ -388,7 +396,7 @@ int sb_eio_send_msg(sb_eio_conn_t *c, sb_eio_msg_t *m)
     if (c->transport != SB_EIO_WEBSOCKET || c->ws == NULL)
         return sb_eio_send_text(c, m->text, m->len, m->nbins, m->bins);
     if (m->volatile_ && sb_ws_queued(c->ws) > c->w->cfg->max_send_queue / 2) {
-        atomic_fetch_add(&c->w->stats.dropped, 1);
+        sb_count_drop(c->w, SB_DROP_VOLATILE);
         return 0; /* volatile: dropped under backpressure, counted */
     }
     if (m->frames == NULL) {
@@ -408,7 +416,7 @@ int sb_eio_send_msg(sb_eio_conn_t *c, sb_eio_msg_t *m)
     for (size_t i = 0; rv == 0 && i < 1 + m->nbins; i++)
         rv = sb_ws_send_frame(c->ws, m->frames[i]);
     if (rv == SB_ETOOBIG) {
-        atomic_fetch_add(&c->w->stats.dropped, 1);
+        sb_count_drop(c->w, SB_DROP_QUEUE_FULL);
         sb_log(SB_LOG_WARN, "send queue full, closing connection", "sid", c->sid, NULL);
         sb_eio_close(c, "transport error");
     }
@@ -465,6 +473,7 @@ static void conn_try_free(sb_eio_conn_t *c)
     sb_buf_free(&c->out);
     free(c->token);
     atomic_fetch_sub(&c->w->stats.connections, 1);
+    transport_count(c->w, c->transport, -1);
     free(c);
 }
 
@@ -647,6 +656,8 @@ static void probe_on_message(sb_ws_t *ws, void *ud, int binary, const char *data
         c->ws = ws;
         c->probe = NULL;
         c->upgrading = 0;
+        transport_count(c->w, SB_EIO_POLLING, -1);
+        transport_count(c->w, SB_EIO_WEBSOCKET, 1);
         c->transport = SB_EIO_WEBSOCKET;
         transfer_to_ws(c);
         sb_log(SB_LOG_DEBUG, "upgraded to websocket", "sid", c->sid, NULL);
@@ -893,6 +904,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                 c->ws_pending = 0;
                 sb_map_del(&w->conns, c->sid, SB_SID_LEN);
                 atomic_fetch_sub(&w->stats.connections, 1);
+                transport_count(w, SB_EIO_WEBSOCKET, -1);
                 sb_buf_free(&c->out);
                 free(c->token);
                 free(c);

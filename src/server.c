@@ -23,6 +23,7 @@
 #include "switchboard/server.h"
 #include "switchboard/session.h"
 #include "switchboard/webhook.h"
+#include <time.h>
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -83,6 +84,119 @@ int sb_worker_ready(sb_worker_t *w)
 {
     return !atomic_load(&w->server->draining) && w->cmd != NULL && sb_redis_connected(w->cmd) &&
            atomic_load(&w->functions_ok);
+}
+
+double sb_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- metrics ----------------------------------------------------------------------------------------------------- */
+
+static int register_metrics(sb_server_t *s)
+{
+    sb_server_metrics_t *m = &s->metrics;
+    sb_metrics_t *r = m->registry = sb_metrics_create();
+    if (r == NULL)
+        return SB_ENOMEM;
+    const double *lat = SB_METRICS_LATENCY_BUCKETS;
+    size_t nlat = SB_METRICS_LATENCY_NBUCKETS;
+    static const char *transports[] = {"polling", "websocket"};
+    char labels[256];
+    for (int t = 0; t < 2; t++) {
+        snprintf(labels, sizeof(labels), "transport=\"%s\"", transports[t]);
+        m->connections[t] = sb_metrics_series(r, SB_GAUGE, "switchboard_connections",
+                                              "Open Engine.IO connections.", labels, NULL, 0);
+        m->connects[t] = sb_metrics_series(r, SB_COUNTER, "switchboard_connects_total",
+                                           "Socket.IO sockets connected.", labels, NULL, 0);
+    }
+    m->sockets = sb_metrics_series(r, SB_GAUGE, "switchboard_sockets", "Connected Socket.IO sockets.", NULL, NULL, 0);
+    for (unsigned i = 0; i < SB_REASONS; i++) {
+        sb_buf_t b;
+        sb_buf_init(&b, sizeof(labels));
+        sb_buf_append_str(&b, "reason=\"");
+        sb_metrics_append_label_value(&b, sb_session_reasons[i]);
+        sb_buf_append_char(&b, '"');
+        sb_buf_append_char(&b, '\0');
+        m->disconnects[i] = sb_metrics_series(r, SB_COUNTER, "switchboard_disconnects_total",
+                                              "Socket.IO sockets disconnected, by Socket.IO's reason.", b.base, NULL, 0);
+        sb_buf_free(&b);
+    }
+    m->events_in = sb_metrics_series(r, SB_COUNTER, "switchboard_events_in_total", "Events received from clients.",
+                                     NULL, NULL, 0);
+    m->deliveries = sb_metrics_series(r, SB_COUNTER, "switchboard_deliveries_total",
+                                      "Messages written to client sockets.", NULL, NULL, 0);
+    m->bus_entries = sb_metrics_series(r, SB_COUNTER, "switchboard_bus_entries_total",
+                                       "Bus entries read and applied (by every worker).", NULL, NULL, 0);
+    m->bus_delivery = sb_metrics_series(r, SB_HISTOGRAM, "switchboard_bus_delivery_seconds",
+                                        "From a bus entry's creation to its frames queued for the sockets.", NULL,
+                                        lat, nlat);
+    m->redis_seconds = sb_metrics_series(r, SB_HISTOGRAM, "switchboard_redis_command_seconds",
+                                         "Redis command round trips (state changes and events).", NULL, lat, nlat);
+    m->redis_errors = sb_metrics_series(r, SB_COUNTER, "switchboard_redis_errors_total",
+                                        "Redis commands that failed (error reply, timeout, lost connection).", NULL,
+                                        NULL, 0);
+    m->redis_connected = sb_metrics_series(r, SB_GAUGE, "switchboard_redis_connected",
+                                           "Workers whose Redis command connection is up.", NULL, NULL, 0);
+    m->webhook_ok = sb_metrics_series(r, SB_COUNTER, "switchboard_webhook_calls_total",
+                                      "Webhook calls by final outcome.", "outcome=\"ok\"", NULL, 0);
+    m->webhook_failed = sb_metrics_series(r, SB_COUNTER, "switchboard_webhook_calls_total",
+                                          "Webhook calls by final outcome.", "outcome=\"failed\"", NULL, 0);
+    m->webhook_rejected = sb_metrics_series(r, SB_COUNTER, "switchboard_webhook_calls_total",
+                                            "Webhook calls by final outcome.", "outcome=\"rejected\"", NULL, 0);
+    m->webhook_open = sb_metrics_series(r, SB_GAUGE, "switchboard_webhook_circuit_open",
+                                        "Webhook circuits open (per URL and worker).", NULL, NULL, 0);
+    static const char *limits[] = {"events", "connections", "api", "publish"};
+    for (int i = 0; i < SB_LIMITS; i++) {
+        snprintf(labels, sizeof(labels), "kind=\"%s\"", limits[i]);
+        m->rate_limited[i] = sb_metrics_series(r, SB_COUNTER, "switchboard_rate_limited_total",
+                                               "Requests refused by a rate limit.", labels, NULL, 0);
+    }
+    static const char *drops[] = {"send_queue_full", "volatile", "event_not_stored", "webhook"};
+    for (int i = 0; i < SB_DROPS; i++) {
+        snprintf(labels, sizeof(labels), "reason=\"%s\"", drops[i]);
+        m->dropped[i] = sb_metrics_series(r, SB_COUNTER, "switchboard_dropped_total",
+                                          "Messages dropped (never silently: each is also logged).", labels, NULL, 0);
+    }
+    m->loop_lag = sb_metrics_series(r, SB_HISTOGRAM, "switchboard_event_loop_lag_seconds",
+                                    "How late a worker's 100 ms timer fires.", NULL, lat, nlat);
+    static const char *codes[] = {"2xx", "4xx", "5xx"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(labels, sizeof(labels), "code=\"%s\"", codes[i]);
+        m->rest[i] = sb_metrics_series(r, SB_COUNTER, "switchboard_rest_requests_total", "REST API answers.", labels,
+                                       NULL, 0);
+    }
+    m->accept_paused = sb_metrics_series(r, SB_COUNTER, "switchboard_accept_paused_total",
+                                         "Times a worker stopped accepting for 100 ms: out of file descriptors.", NULL,
+                                         NULL, 0);
+    m->auth_failures = sb_metrics_series(r, SB_COUNTER, "switchboard_auth_failures_total",
+                                         "Tokens refused (connect and $refresh) and bad dashboard keys.", NULL, NULL,
+                                         0);
+    return 0;
+}
+
+static int on_metrics(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    sb_worker_t *w = (sb_worker_t *)((char *)req->conn->ctx - offsetof(sb_worker_t, ctx));
+    sb_buf_t b;
+    sb_buf_init(&b, 16 * 1024 * 1024);
+    if (sb_metrics_render(w->server->metrics.registry, &b) != 0) {
+        sb_buf_free(&b);
+        req->res.status = 503;
+        req->res.reason = "Service Unavailable";
+        h2o_send_inline(req, H2O_STRLIT("cannot render the metrics\n"));
+        return 0;
+    }
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
+    h2o_send_inline(req, b.base, b.len);
+    sb_buf_free(&b);
+    return 0;
 }
 
 /* ---- health ------------------------------------------------------------------------------------------------------ */
@@ -202,6 +316,15 @@ static int open_listener(const sb_listen_addr_t *a, const char **why)
     return fd;
 }
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void resume_accept(h2o_timeout_entry_t *e)
+{
+    sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, accept_pause));
+    for (size_t i = 0; i < w->nlisteners; i++)
+        h2o_socket_read_start(w->listeners[i], on_accept);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
@@ -211,9 +334,26 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         return;
     /* h2o_evloop_socket_accept takes one connection per call: drain a bounded batch. */
     for (int i = 0; i < 64; i++) {
+        errno = 0;
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-        if (sock == NULL)
+        if (sock == NULL) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Out of file descriptors: the listener stays readable, so accepting again at once would spin.
+                 * Pause the listeners for 100 ms; connections wait in the kernel's backlog meanwhile. */
+                for (size_t k = 0; k < w->nlisteners; k++)
+                    h2o_socket_read_stop(w->listeners[k]);
+                if (!h2o_timeout_is_linked(&w->accept_pause))
+                    h2o_timeout_link(w->ctx.loop, &w->lag_to, &w->accept_pause);
+                sb_metric_inc(SB_M(w)->accept_paused, w->idx);
+                uint64_t now = sb_mono_ms();
+                if (now - w->accept_warned_at >= 10000) {
+                    sb_log(SB_LOG_ERROR, "out of file descriptors: not accepting for 100 ms (raise ulimit -n)",
+                           "error", strerror(errno), NULL);
+                    w->accept_warned_at = now;
+                }
+            }
             break;
+        }
         h2o_accept(&w->accept_ctx, sock);
     }
 }
@@ -272,6 +412,7 @@ static void on_redis_cmd_state(sb_redis_t *r, int connected, void *data)
 {
     (void)r;
     sb_worker_t *w = data;
+    sb_metric_set(SB_M(w)->redis_connected, w->idx, connected ? 1 : 0);
     /* The adapter logs connection changes; a new connection may face a Redis that restarted or was upgraded. */
     if (connected) {
         check_functions(w);
@@ -317,6 +458,7 @@ static void lag_cb(h2o_timeout_entry_t *e)
     sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, lag_tick));
     uint64_t now = sb_mono_ms();
     uint64_t lag = now > w->lag_expected ? now - w->lag_expected : 0;
+    sb_metric_observe(SB_M(w)->loop_lag, w->idx, (double)lag / 1000.0);
     if (lag > w->lag_window_max)
         w->lag_window_max = lag;
     if (now - w->lag_window_start >= 1000) {
@@ -388,6 +530,10 @@ static void tick_cb(h2o_timeout_entry_t *e)
         check_functions(w);
     if (w->idx == 0 && sb_redis_connected(w->cmd))
         sb_api_heartbeat(w);
+    double open = 0;
+    for (size_t i = 0; w->webhooks != NULL && i < sb_webhooks_count(w->webhooks); i++)
+        open += sb_webhooks_is_open(w->webhooks, (int)i);
+    sb_metric_set(SB_M(w)->webhook_open, w->idx, open);
     if (w->idx == 0 && ++w->ticks % 10 == 0)
         trim_bus(w);
     h2o_timeout_link(w->ctx.loop, &w->tick_to, &w->tick);
@@ -442,6 +588,7 @@ static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
     w->webhooks = sb_webhooks_create(w->loop, s->cfg);
     h2o_timeout_init(w->loop, &w->tick_to, s->cfg->heartbeat_interval_ms);
     h2o_timeout_init(w->loop, &w->lag_to, LAG_PERIOD_MS);
+    w->accept_pause.cb = resume_accept;
     w->lag_tick.cb = lag_cb;
     w->lag_expected = sb_mono_ms() + LAG_PERIOD_MS;
     w->lag_window_start = sb_mono_ms();
@@ -482,6 +629,10 @@ int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, cons
         return SB_EINVAL;
     if ((s->auth = sb_auth_create(cfg, why)) == NULL)
         return SB_EINVAL;
+    if (register_metrics(s) != 0) {
+        *why = "out of memory";
+        return SB_ENOMEM;
+    }
     if (!sb_auth_enabled(s->auth))
         sb_log(SB_LOG_WARN,
                "no --jwt-secret or --jwt-public-key: clients connect anonymously (user id = socket id) and may not "
@@ -494,12 +645,15 @@ int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, cons
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("switchboard"));
     /* DESIGN §6: no cleartext HTTP/2 (2.2.5 lacks the rapid-reset fix), bodies bounded by maxPayload. */
     s->globalconf.http1.upgrade_to_http2 = 0;
+    /* Slow or idle HTTP requests (headers dripping in, idle keep-alive) are closed after this. */
+    s->globalconf.http1.req_timeout = cfg->http_timeout_ms;
     /* The engine checks maxPayload and the API --api-max-body themselves; h2o refuses anything above both. */
     s->globalconf.max_request_entity_size = cfg->max_payload > cfg->api_max_body ? cfg->max_payload : cfg->api_max_body;
     h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     sb_engine_register(h2o_config_register_path(host, "/socket.io", 0), s);
     h2o_create_handler(h2o_config_register_path(host, "/healthz", 0), sizeof(h2o_handler_t))->on_req = on_healthz;
     h2o_create_handler(h2o_config_register_path(host, "/readyz", 0), sizeof(h2o_handler_t))->on_req = on_readyz;
+    h2o_create_handler(h2o_config_register_path(host, "/metrics", 0), sizeof(h2o_handler_t))->on_req = on_metrics;
     if (sb_api_init(s, host, why) != 0)
         return SB_EINVAL;
     /* The dashboard: static files (its live data comes over Socket.IO on /_admin). */

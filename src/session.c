@@ -346,6 +346,8 @@ static void store_done(sb_worker_t *w, int ok, long long value, void *data)
     sock_unref(data);
 }
 
+_Static_assert(SB_REASONS == SB_METRIC_REASONS, "one disconnect metric per reason");
+
 const char *const sb_session_reasons[SB_REASONS] = {
     "transport close", "transport error", "ping timeout", "parse error", "client namespace disconnect",
     "server namespace disconnect", "server shutting down", "forced close", "token expired", "rate limited",
@@ -389,7 +391,10 @@ static void socket_close(sb_socket_t *s, const char *reason)
     s->sc = NULL;
     if (was_connected) {
         atomic_fetch_sub(&s->w->stats.sockets, 1);
-        atomic_fetch_add(&s->w->stats.disconnects[sb_session_reason_index(reason)], 1);
+        unsigned ri = sb_session_reason_index(reason);
+        atomic_fetch_add(&s->w->stats.disconnects[ri], 1);
+        sb_metric_inc(SB_M(s->w)->disconnects[ri], s->w->idx);
+        sb_metric_set(SB_M(s->w)->sockets, s->w->idx, (double)atomic_load(&s->w->stats.sockets));
     }
     sb_log(SB_LOG_DEBUG, "socket disconnected", "socket", s->id, "nsp", s->nsp, "reason", reason, NULL);
     int wh = was_connected && s->w->webhooks != NULL ? sb_webhooks_match(s->w->webhooks, "disconnect", 1) : -1;
@@ -452,6 +457,7 @@ static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *d
         if (status != SB_OK) {
             sio_conn_t *sc = s->sc;
             if (status == SB_EAGAIN) {
+                sb_count_limited(w, SB_LIMIT_CONNECTIONS);
                 sb_log(SB_LOG_DEBUG, "connect refused: too many connections from this address", "socket", s->id,
                        NULL);
                 if (sc != NULL && sc->eio != NULL)
@@ -467,6 +473,10 @@ static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *d
             s->state = SOCK_CONNECTED;
             atomic_fetch_add(&w->stats.sockets, 1);
             atomic_fetch_add(&w->stats.connects, 1);
+            sb_metric_inc(SB_M(w)->connects[s->sc != NULL && s->sc->eio != NULL &&
+                                            sb_eio_transport(s->sc->eio) == SB_EIO_WEBSOCKET],
+                          w->idx);
+            sb_metric_set(SB_M(w)->sockets, w->idx, (double)atomic_load(&w->stats.sockets));
             if (s->claims != NULL)
                 h2o_linklist_insert(&w->token_sockets, &s->exp_link);
             {
@@ -506,6 +516,7 @@ static void admin_connect(sio_conn_t *sc, sb_sio_packet_t *p)
     json_t *key = json_object_get(p->data, "key");
     if (!json_is_string(key) || !sb_api_key_valid(json_string_value(key), json_string_length(key))) {
         atomic_fetch_add(&w->stats.auth_failures, 1);
+        sb_metric_inc(SB_M(w)->auth_failures, w->idx);
         send_connect_error(sc, SB_ADMIN_NSP, "Unauthorized", "unauthorized");
         return;
     }
@@ -905,6 +916,7 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
             sb_log(SB_LOG_DEBUG, "connect refused: token not accepted", "code", code, "remote",
                    sb_eio_remote(sc->eio), NULL);
             atomic_fetch_add(&w->stats.auth_failures, 1);
+        sb_metric_inc(SB_M(w)->auth_failures, w->idx);
             free(s->claims);
             free(s);
             send_connect_error(sc, p->nsp, message, code);
@@ -987,6 +999,7 @@ static void webhook_done(void *data, const char *err, int status, const char *bo
     (void)status;
     webhook_ctx_t *wc = data;
     sb_socket_t *s = wc->sock;
+    sb_metric_inc(err == NULL ? SB_M(s->w)->webhook_ok : SB_M(s->w)->webhook_failed, s->w->idx);
     pending_ack_t *a = wc->ack_id >= 0 && s->state == SOCK_CONNECTED ? ack_find(s, wc->ack_id) : NULL;
     if (a != NULL) {
         ack_free(a);
@@ -1048,7 +1061,8 @@ static void post_webhook(sb_socket_t *s, int wh, const char *type, const char *e
     }
     free(body);
     if (rv != 0) {
-        atomic_fetch_add(&w->stats.dropped, 1);
+        sb_count_drop(w, SB_DROP_WEBHOOK);
+        sb_metric_inc(SB_M(w)->webhook_rejected, w->idx);
         pending_ack_t *a = ack_id >= 0 ? ack_find(s, ack_id) : NULL;
         if (a != NULL) {
             ack_free(a);
@@ -1066,7 +1080,7 @@ static void event_stored(sb_worker_t *w, int status, long long retry_ms, void *d
     sb_socket_t *s = ec->sock;
     pending_ack_t *a = ec->ack_id >= 0 && s->state == SOCK_CONNECTED ? ack_find(s, ec->ack_id) : NULL;
     if (status == SB_EAGAIN) {
-        atomic_fetch_add(&w->stats.rate_limited, 1);
+        sb_count_limited(w, SB_LIMIT_EVENTS);
         if (a != NULL) {
             ack_free(a);
             json_t *args = json_pack("[{s:{s:s,s:s,s:I}}]", "error", "code", "rate_limited", "message",
@@ -1082,7 +1096,7 @@ static void event_stored(sb_worker_t *w, int status, long long retry_ms, void *d
             sb_eio_close(s->sc->eio, "forced close");
         }
     } else if (status != SB_OK) {
-        atomic_fetch_add(&w->stats.dropped, 1);
+        sb_count_drop(w, SB_DROP_NOT_STORED);
         sb_log(SB_LOG_WARN, "client event could not be stored", "socket", s->id, NULL);
         if (a != NULL) {
             ack_free(a);
@@ -1158,7 +1172,7 @@ static void reserved_allowed(sb_worker_t *w, int status, long long retry_ms, voi
         return;
     }
     if (status == SB_EAGAIN) {
-        atomic_fetch_add(&w->stats.rate_limited, 1);
+        sb_count_limited(w, rc->op == 3 ? SB_LIMIT_PUBLISH : SB_LIMIT_EVENTS);
         json_t *v = error_value("rate_limited", "too many requests; slow down");
         json_object_set_new(json_object_get(v, "error"), "retry_after_ms", json_integer(retry_ms));
         answer(s, rc->ack_id, v);
@@ -1234,6 +1248,7 @@ static void handle_refresh(sb_socket_t *s, int64_t ack_id, json_t *arg)
     if (sb_auth_verify_cached(w->server->auth, w->auth_cache, json_string_value(t), json_string_length(t),
                               sb_now_ms(), &fresh, &code, &message) != 0) {
         atomic_fetch_add(&w->stats.auth_failures, 1);
+        sb_metric_inc(SB_M(w)->auth_failures, w->idx);
         answer(s, ack_id, error_value(code, message));
         return;
     }
@@ -1320,6 +1335,7 @@ static void handle_event(sb_socket_t *s, sb_sio_packet_t *p)
 {
     sb_worker_t *w = s->w;
     atomic_fetch_add(&w->stats.events_in, 1);
+    sb_metric_inc(SB_M(w)->events_in, w->idx);
     json_t *name = json_array_get(p->data, 0);
     if (json_string_value(name)[0] == '$') {
         handle_reserved(s, p);
@@ -1376,7 +1392,7 @@ static void handle_event(sb_socket_t *s, sb_sio_packet_t *p)
         free(ec->argtext);
         free(ec);
         s->refs--;
-        atomic_fetch_add(&w->stats.dropped, 1);
+        sb_count_drop(w, SB_DROP_NOT_STORED);
         if (p->ack_id >= 0) {
             pending_ack_t *a = ack_find(s, p->ack_id);
             if (a != NULL)
@@ -1688,6 +1704,7 @@ static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const
     send_encoded(s, &enc);
     sb_sio_encoded_clear(&enc);
     atomic_fetch_add(&s->w->stats.deliveries, 1);
+    sb_metric_inc(SB_M(s->w)->deliveries, s->w->idx);
 }
 
 int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why)
@@ -1756,8 +1773,10 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why)
     for (size_t i = 0; i < v.count; i++) {
         sb_socket_t *s = v.items[i];
         if (s->state != SOCK_CLOSED && s->sc != NULL && s->sc->eio != NULL)
-            if (sb_eio_send_msg(s->sc->eio, &m) == 0)
+            if (sb_eio_send_msg(s->sc->eio, &m) == 0) {
                 atomic_fetch_add(&w->stats.deliveries, 1);
+                sb_metric_inc(SB_M(w)->deliveries, w->idx);
+            }
     }
     sb_eio_msg_release(&m);
     sb_buf_free(&text);

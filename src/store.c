@@ -30,17 +30,26 @@ size_t sb_key(const sb_worker_t *w, char *out, size_t outlen, const char *fmt, .
 
 typedef struct call {
     sb_worker_t *w;
+    double started; /* for switchboard_redis_command_seconds */
     sb_store_cb cb;
     sb_store_limited_cb lcb;
     void *data;
     const char *what;
 } call_t;
 
+static void observe(const call_t *c, const redisReply *reply)
+{
+    sb_metric_observe(SB_M(c->w)->redis_seconds, c->w->idx, sb_seconds() - c->started);
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        sb_metric_inc(SB_M(c->w)->redis_errors, c->w->idx);
+}
+
 static void on_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
     call_t *c = data;
     int ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
+    observe(c, reply);
     long long value = reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
     if (!ok)
         sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
@@ -58,6 +67,7 @@ static void on_limited_reply(sb_redis_t *r, redisReply *reply, const char *err, 
     call_t *c = data;
     int status = SB_OK;
     long long retry = 0;
+    observe(c, reply);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
                reply != NULL ? reply->str : err != NULL ? err : "unknown", NULL);
@@ -78,6 +88,7 @@ static int call_limited(sb_worker_t *w, const char *what, sb_store_limited_cb cb
     if (c == NULL)
         return SB_ENOMEM;
     c->w = w;
+    c->started = sb_seconds();
     c->cb = NULL;
     c->lcb = cb;
     c->data = data;
@@ -95,6 +106,7 @@ static int call(sb_worker_t *w, const char *what, sb_store_cb cb, void *data, in
     if (c == NULL)
         return SB_ENOMEM;
     c->w = w;
+    c->started = sb_seconds();
     c->cb = cb;
     c->data = data;
     c->what = what;

@@ -87,6 +87,7 @@ typedef struct sb_config {
     uint64_t webhook_breaker_cooldown_ms; /* --webhook-breaker-cooldown; default 5000 */
     int events_stream;                    /* --events-stream; default true */
     uint64_t api_max_body;                /* --api-max-body; default 1 MiB */
+    uint64_t http_timeout_ms;             /* --http-timeout; default 10000 */
     uint64_t loop_lag_warn_ms;            /* --loop-lag-warn; default 200 */
     uint64_t loop_lag_max_ms;             /* --loop-lag-max; default 0 = /readyz ignores loop lag */
     char *dashboard_dir;                  /* --dashboard-dir; default SB_DASHBOARD_DIR (build time); "" = off */

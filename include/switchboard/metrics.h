@@ -47,7 +47,10 @@ void sb_metric_add(sb_metric_t *s, unsigned shard, double v);
 void sb_metric_set(sb_metric_t *s, unsigned shard, double v);
 void sb_metric_observe(sb_metric_t *s, unsigned shard, double v);
 
-/* The current total of a counter or gauge (sum of shards). */
+/* The current total of a counter or gauge (sum of shards); for a histogram the
+ * number of observations; NaN for a NULL handle. (Counters ignore negative or
+ * NaN adds, histograms ignore NaN observations; shards >= SB_METRICS_MAX_WORKERS
+ * count as SB_METRICS_MAX_WORKERS - 1.) */
 double sb_metric_value(const sb_metric_t *s);
 /* A quantile (0..1) of a histogram, estimated from its buckets (linear within
  * a bucket, as Prometheus' histogram_quantile does), over everything observed
@@ -61,6 +64,14 @@ void sb_metric_quantile_reset(sb_metric_t *s);
  * process_virtual_memory_bytes, process_open_fds, process_max_fds,
  * process_start_time_seconds) read from /proc/self. Thread-safe (reads only). */
 int sb_metrics_render(sb_metrics_t *m, sb_buf_t *out);
+
+/* Appends v escaped as a label value (backslash, double quote and newline get a
+ * backslash), without the quotes, for building the `labels` text of
+ * sb_metrics_series. On failure (SB_ETOOBIG, SB_ENOMEM) nothing is appended. */
+int sb_metrics_append_label_value(sb_buf_t *out, const char *v);
+/* Appends a sample value as the text format spells it: whole numbers without
+ * exponent, others as the shortest %g that reads back exactly, NaN, +Inf, -Inf. */
+int sb_metrics_append_double(sb_buf_t *out, double v);
 
 /* Bucket sets for the usual units. */
 extern const double SB_METRICS_LATENCY_BUCKETS[]; /* seconds: 0.0005 … 10 */

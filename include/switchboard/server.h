@@ -21,6 +21,7 @@
 #include "switchboard/common.h"
 #include "switchboard/config.h"
 #include "switchboard/map.h"
+#include "switchboard/metrics.h"
 #include "switchboard/redis.h"
 #include "switchboard/ws.h"
 
@@ -30,6 +31,29 @@
 #define SB_SERVER_ACK_MAX_MS 60000
 
 typedef struct sb_server sb_server_t;
+
+/* What a drop, a rate limit and a REST answer are counted as (metric labels). */
+enum { SB_DROP_QUEUE_FULL, SB_DROP_VOLATILE, SB_DROP_NOT_STORED, SB_DROP_WEBHOOK, SB_DROPS };
+enum { SB_LIMIT_EVENTS, SB_LIMIT_CONNECTIONS, SB_LIMIT_API, SB_LIMIT_PUBLISH, SB_LIMITS };
+#define SB_METRIC_REASONS 12 /* = SB_REASONS of session.h */
+
+/* The series switchboard exports (registered once in sb_server_init; see docs/operations.md). */
+typedef struct sb_server_metrics {
+    sb_metrics_t *registry;
+    sb_metric_t *connections[2]; /* by transport: 0 polling, 1 websocket */
+    sb_metric_t *connects[2];
+    sb_metric_t *sockets;
+    sb_metric_t *disconnects[SB_METRIC_REASONS];
+    sb_metric_t *events_in, *deliveries, *bus_entries, *bus_delivery;
+    sb_metric_t *redis_seconds, *redis_errors, *redis_connected;
+    sb_metric_t *webhook_ok, *webhook_failed, *webhook_rejected, *webhook_open;
+    sb_metric_t *rate_limited[SB_LIMITS];
+    sb_metric_t *dropped[SB_DROPS];
+    sb_metric_t *loop_lag;
+    sb_metric_t *rest[3]; /* 2xx, 4xx, 5xx */
+    sb_metric_t *auth_failures;
+    sb_metric_t *accept_paused;
+} sb_server_metrics_t;
 typedef struct sb_worker sb_worker_t;
 
 /* Per-thread counters (only the owner writes; readers may see stale values). */
@@ -82,6 +106,8 @@ struct sb_worker {
     uint64_t lag_expected;   /* mono ms the timer should fire at */
     atomic_ulong loop_lag_ms; /* the last second's worst lag */
     uint64_t lag_window_max, lag_window_start, lag_warned_at;
+    h2o_timeout_entry_t accept_pause; /* listeners paused: out of file descriptors */
+    uint64_t accept_warned_at;
     /* graceful drain */
     h2o_timeout_entry_t drain_tick;
     size_t drain_total, drain_closed, drain_step, drain_steps;
@@ -92,6 +118,7 @@ struct sb_worker {
     sb_map_t rooms;   /* "<nsp>\0<room>" -> sb_room; room "" of a namespace = every socket of it */
 
     uint64_t emit_seq; /* dedupe marker for fan-out */
+    long conns_by_transport[2]; /* open Engine.IO connections: polling, websocket */
 
     /* bus reader state */
     char bus_last_id[48];
@@ -124,6 +151,7 @@ struct sb_server {
     int *listen_fds; /* one per (worker, listen address) */
     atomic_int draining;
     struct sb_auth *auth; /* JWT verifier, shared read-only (auth.h) */
+    sb_server_metrics_t metrics;
     uint64_t started_at_ms;
 };
 
@@ -160,5 +188,24 @@ int sb_worker_ready(sb_worker_t *w);
 
 /* Builds "<prefix><suffix>" into out (NUL-terminated); returns its length, or 0 when it does not fit. */
 size_t sb_key(const sb_worker_t *w, char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#define SB_M(w) (&(w)->server->metrics)
+
+/* Counts a message dropped for `why` (SB_DROP_*): the node figure and the metric. */
+static inline void sb_count_drop(sb_worker_t *w, int why)
+{
+    atomic_fetch_add(&w->stats.dropped, 1);
+    sb_metric_inc(SB_M(w)->dropped[why], w->idx);
+}
+
+/* Counts a request refused by a rate limit (SB_LIMIT_*). */
+static inline void sb_count_limited(sb_worker_t *w, int kind)
+{
+    atomic_fetch_add(&w->stats.rate_limited, 1);
+    sb_metric_inc(SB_M(w)->rate_limited[kind], w->idx);
+}
+
+/* Seconds from a monotonic clock with microsecond resolution (latency metrics). */
+double sb_seconds(void);
 
 #endif
