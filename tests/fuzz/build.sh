@@ -1,16 +1,20 @@
 #!/bin/sh
 # Builds the libFuzzer targets straight from the sources they need (no CMake),
-# with ASan and UBSan, into $1 (default ./build-fuzz).
+# with ASan and UBSan, into OUTDIR (default ./build-fuzz).
 #
-#   tests/fuzz/build.sh [OUTDIR] [--run SECONDS]
+#   tests/fuzz/build.sh [OUTDIR] [--run SECONDS] [--only TARGET]...
 #
-# With --run, each target then runs for SECONDS on a small seed corpus that this
-# script writes itself (OUTDIR/corpus/<target>/); crashes land in OUTDIR/.
+# Targets: every tests/fuzz/fuzz_*.c; fuzz_auth only once src/auth.c exists.
+# With --run, each target then runs for SECONDS from its committed seed corpus
+# tests/fuzz/corpus/<target>/ (copied to OUTDIR/corpus/<target>/, where the new
+# inputs go), prints one summary line, and a crash fails the script (its input
+# lands in OUTDIR/crashes/<target>/). --only limits both steps to TARGET.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=./build-fuzz
 RUN=""
+ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --run)
@@ -18,8 +22,13 @@ while [ $# -gt 0 ]; do
         RUN=$2
         shift 2
         ;;
+    --only)
+        [ $# -ge 2 ] || { echo "build.sh: --only needs TARGET" >&2; exit 2; }
+        ONLY="$ONLY $2"
+        shift 2
+        ;;
     -h | --help)
-        sed -n '2,9p' "$0"
+        sed -n '2,12p' "$0"
         exit 0
         ;;
     *)
@@ -28,48 +37,112 @@ while [ $# -gt 0 ]; do
         ;;
     esac
 done
+case "$RUN" in
+'' | *[!0-9]*) [ -z "$RUN" ] || { echo "build.sh: --run needs a whole number of seconds" >&2; exit 2; } ;;
+esac
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
 CC=${CC:-clang}
-CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \
-    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT/include"
+CFLAGS="-std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT/include -I$ROOT/src"
 
-echo "building fuzz_engineio"
-$CC $CFLAGS "$ROOT/src/common.c" "$ROOT/src/engineio.c" "$ROOT/tests/fuzz/fuzz_engineio.c" \
-    -o "$OUT/fuzz_engineio"
-echo "building fuzz_socketio"
-$CC $CFLAGS "$ROOT/src/common.c" "$ROOT/src/socketio.c" "$ROOT/tests/fuzz/fuzz_socketio.c" \
-    $(pkg-config --cflags --libs jansson) -o "$OUT/fuzz_socketio"
+# The sources and libraries of each target: as few as the target needs, so one
+# half-written module elsewhere never stops the fuzzing of another.
+sources_of() {
+    case "$1" in
+    fuzz_engineio) echo "src/common.c src/engineio.c" ;;
+    fuzz_socketio) echo "src/common.c src/socketio.c" ;;
+    fuzz_ws) echo "src/common.c src/ws.c" ;;
+    fuzz_auth) echo "src/common.c src/auth.c src/map.c" ;;
+    *) echo "src/common.c src/${1#fuzz_}.c" ;;
+    esac
+}
+libs_of() {
+    case "$1" in
+    fuzz_engineio) echo "" ;;
+    fuzz_socketio) echo "jansson" ;;
+    fuzz_ws) echo "libh2o-evloop openssl" ;;
+    fuzz_auth) echo "libjwt jansson openssl" ;;
+    *) echo "libh2o-evloop hiredis jansson libjwt openssl" ;;
+    esac
+}
+
+# Every source but main.c, plus the generated Lua library: the fallback for a
+# target whose module needs more than itself and common.c.
+all_sources() {
+    if [ ! -f "$OUT/functions_lua.c" ] || [ -n "$(find "$ROOT/lua" -newer "$OUT/functions_lua.c" -name '*.lua')" ]; then
+        cmake -DLUA_DIR="$ROOT/lua" -DOUT="$OUT/functions_lua.c" -P "$ROOT/cmake/embed_lua.cmake" >/dev/null
+    fi
+    for f in "$ROOT"/src/*.c; do
+        [ "$(basename "$f")" = main.c ] || printf '%s ' "$f"
+    done
+    echo "$OUT/functions_lua.c"
+}
+
+TARGETS=""
+for f in "$ROOT"/tests/fuzz/fuzz_*.c; do
+    t=$(basename "$f" .c)
+    [ -z "$ONLY" ] || case " $ONLY " in *" $t "*) ;; *) continue ;; esac
+    if [ "$t" = fuzz_auth ] && [ ! -f "$ROOT/src/auth.c" ]; then
+        echo "skipping fuzz_auth: src/auth.c does not exist yet"
+        continue
+    fi
+    TARGETS="$TARGETS $t"
+done
+[ -n "$TARGETS" ] || { echo "build.sh: no fuzz target selected" >&2; exit 2; }
+
+for t in $TARGETS; do
+    echo "building $t"
+    srcs=""
+    for s in $(sources_of "$t"); do srcs="$srcs $ROOT/$s"; done
+    libs=$(libs_of "$t")
+    # shellcheck disable=SC2086 # word splitting of the lists is intended
+    flags=$( [ -z "$libs" ] || pkg-config --cflags --libs $libs )
+    # shellcheck disable=SC2086
+    if ! $CC $CFLAGS $srcs "$ROOT/tests/fuzz/$t.c" $flags -lpthread -lm -o "$OUT/$t" 2>"$OUT/$t.build.log"; then
+        echo "  $t does not link from$srcs alone; building it with every source"
+        # shellcheck disable=SC2046,SC2086 # word splitting of the lists is intended
+        $CC $CFLAGS $(all_sources) "$ROOT/tests/fuzz/$t.c" \
+            $(pkg-config --cflags --libs libh2o-evloop hiredis jansson libjwt openssl) -lpthread -lm -o "$OUT/$t" || {
+            cat "$OUT/$t.build.log" >&2
+            exit 1
+        }
+    fi
+done
 
 [ -n "$RUN" ] || exit 0
 
-# seed NAME FILE CONTENT: backslash escapes (%b) are expanded, so \0036 writes 0x1e.
-seed() {
-    mkdir -p "$OUT/corpus/$1"
-    printf "%b" "$3" >"$OUT/corpus/$1/$2"
+# One line per target from libFuzzer's log: runs, coverage, features, corpus, speed.
+summary() {
+    awk -v t="$1" -v secs="$2" -v rc="$3" '
+        /^#[0-9]+/ { for (i = 1; i <= NF; i++) { if ($i == "cov:") cov = $(i + 1); if ($i == "ft:") ft = $(i + 1);
+                     if ($i == "corp:") corp = $(i + 1); if ($i == "exec/s:") eps = $(i + 1); if ($i == "rss:") rss = $(i + 1) } }
+        /^Done [0-9]+ runs/ { runs = $2 }
+        /ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|libFuzzer)/ || /runtime error:/ { crash = crash + 1 }
+        END { printf "%-16s %s: %s runs in %ss, cov %s, ft %s, corpus %s, %s exec/s, rss %s\n", t,
+                     (rc == 0 && crash == 0) ? "ok" : "CRASH", runs == "" ? "?" : runs, secs, cov, ft, corp, eps, rss }
+    ' "$OUT/$1.log"
 }
-seed fuzz_engineio open '0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000}'
-seed fuzz_engineio ping '2probe'
-seed fuzz_engineio payload '4hello\00364world\0036bAQID'
-seed fuzz_engineio payload2 '2\00361\00366\0036b\00364/chat,\0036b/w=='
-seed fuzz_engineio query 'EIO=4&transport=polling&t=N8hyd6w&sid=ab%2Dc+d&b64=1'
-seed fuzz_engineio badpct 'EIO=%zz&sid=%4'
-seed fuzz_socketio connect '0'
-seed fuzz_socketio connect_nsp '0/chat,{"token":"x"}'
-seed fuzz_socketio event '2["e",1,{"a":[2]}]'
-seed fuzz_socketio event_ack '2/chat,7["e","\\u0000",-1.5e3,null,true]'
-seed fuzz_socketio ack '3/chat,5[]'
-seed fuzz_socketio disconnect '1/chat,'
-seed fuzz_socketio bin_event '52-/x,9["e",{"a":[{"_placeholder":true,"num":1}]},{"_placeholder":true,"num":0}]'
-seed fuzz_socketio bin_ack '61-/chat,3[{"_placeholder":true,"num":0}]'
-seed fuzz_socketio dollar_binary '2["e",{"$binary":"AQID"},{"_placeholder":true,"num":0}]'
 
 status=0
-for t in fuzz_engineio fuzz_socketio; do
-    echo "running $t for ${RUN}s"
-    mkdir -p "$OUT/crashes/$t"
-    (cd "$OUT" && "./$t" -max_total_time="$RUN" -max_len=4096 -timeout=10 \
-        -artifact_prefix="$OUT/crashes/$t/" "$OUT/corpus/$t") || status=1
+for t in $TARGETS; do
+    work="$OUT/corpus/$t"
+    mkdir -p "$work" "$OUT/crashes/$t"
+    seeds="$ROOT/tests/fuzz/corpus/$t"
+    [ -d "$seeds" ] || seeds="$ROOT/tests/fuzz/corpus/${t#fuzz_}" # also corpus/auth for fuzz_auth
+    [ -d "$seeds" ] || { echo "  (no seed corpus in tests/fuzz/corpus/$t: starting from nothing)"; seeds=""; }
+    rc=0
+    # New inputs go to $work; the committed seeds are only read.
+    # shellcheck disable=SC2086
+    (cd "$OUT" && "./$t" -max_total_time="$RUN" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$OUT/crashes/$t/" "$work" $seeds) >"$OUT/$t.log" 2>&1 || rc=$?
+    summary "$t" "$RUN" "$rc"
+    if [ "$rc" -ne 0 ]; then
+        status=1
+        echo "  $t failed (exit $rc); log $OUT/$t.log; input in $OUT/crashes/$t/:" >&2
+        ls "$OUT/crashes/$t" >&2 || true
+        grep -m5 -E 'ERROR:|runtime error:|SUMMARY:' "$OUT/$t.log" >&2 || true
+    fi
 done
 exit $status
