@@ -20,6 +20,8 @@ fi
 if [[ ! -d tests/e2e/node_modules ]] || [[ tests/e2e/package-lock.json -nt tests/e2e/node_modules ]]; then
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The dashboard's vendored browser files (uPlot, the socket.io client) come from npm.
+scripts/build-dashboard.sh
 cmake -S . -B "$dir" "${opts[@]}" >/dev/null
 cmake --build "$dir" -j"$(nproc)"
 cd "$dir"

@@ -754,8 +754,12 @@ static void on_stats(api_call_t *c, redisReply *reply, const char *err, size_t i
                 json_object_set_new(disc, f + 5, json_integer(strtoll(h->element[k + 1]->str, NULL, 10)));
             } else if (num) {
                 long long v = strtoll(h->element[k + 1]->str, NULL, 10);
-                json_object_set_new(node, f, json_integer(v));
-                if (strcmp(f, "started_at") != 0 && strcmp(f, "last_seen") != 0) {
+                size_t fl = strlen(f);
+                int is_ms = fl > 3 && strcmp(f + fl - 3, "_ms") == 0;
+                json_object_set_new(node, f,
+                                    is_ms ? json_real(strtod(h->element[k + 1]->str, NULL)) : json_integer(v));
+                /* Latencies (…_ms) do not add up across nodes: only counts go into the totals. */
+                if (strcmp(f, "started_at") != 0 && strcmp(f, "last_seen") != 0 && !is_ms) {
                     json_t *t = json_object_get(totals, f);
                     json_object_set_new(totals, f, json_integer((t != NULL ? json_integer_value(t) : 0) + v));
                 }

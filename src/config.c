@@ -796,6 +796,7 @@ static const opt_t *find_flag(const char *name, size_t len, size_t *idx)
 static int ignored_env(const char *name, size_t len)
 {
     return (len > 17 && memcmp(name, "SWITCHBOARD_TEST_", 17) == 0) ||
+           (len > 16 && memcmp(name, "SWITCHBOARD_E2E_", 16) == 0) ||
            (len == 15 && memcmp(name, "SWITCHBOARD_BIN", 15) == 0);
 }
 

@@ -709,4 +709,9 @@ void sb_server_free(sb_server_t *s)
 {
     /* The loops are left to the process exit: h2o 2.2.5 has no loop destructor. */
     free(s->workers);
+    sb_metrics_free(s->metrics.registry);
+    s->metrics.registry = NULL;
+    if (s->auth != NULL)
+        sb_auth_free(s->auth);
+    s->auth = NULL;
 }

@@ -711,7 +711,8 @@ test('stats lists both nodes and the totals add up', async (t) => {
         'deliveries', 'bus_entries', 'dropped', 'rate_limited', 'auth_failures', 'threads'];
     for (const n of nodes) {
         assert.deepEqual(Object.keys(n).sort(),
-            [...numeric, 'id', 'last_seen', 'started_at', 'version', 'disconnects'].sort(), last.text);
+            [...numeric, 'id', 'last_seen', 'started_at', 'version', 'disconnects', 'delivery_p50_ms',
+                'delivery_p99_ms', 'redis_p50_ms', 'redis_p99_ms', 'loop_lag_ms'].sort(), last.text);
         assert.equal(typeof n.disconnects, 'object');
         assert.ok(Number.isInteger(n.disconnects['client namespace disconnect']), last.text);
         for (const f of [...numeric, 'started_at', 'last_seen']) assert.ok(Number.isInteger(n[f]) && n[f] >= 0, `${f}: ${last.text}`);

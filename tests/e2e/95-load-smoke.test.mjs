@@ -28,7 +28,7 @@ before(async () => {
     // Builds in a few seconds; a failure here is a real failure (libevent-dev, hiredis and OpenSSL are build deps).
     await run(path.join(LOAD, 'build.sh'), [binDir], { timeout: 60000 });
     // The generator connects far faster than a browser: the per-address connect limit would refuse it.
-    env = await setupFile({ tag: 't95', args: ['--rate-connections', 'off', '--rate-socket-events', 'off'] });
+    env = await setupFile({ tag: 't95', args: ['--rate-connections', 'off', '--rate-socket-events', 'off', '--rate-user-events', 'off'] });
 });
 after(async () => {
     await env?.teardown();
