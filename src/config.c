@@ -226,6 +226,8 @@ static const opt_t opts[] = {
 
     {"log-level", K_LEVEL, 0, OFF(log_level), 0, 0, NULL, "Logging", "LEVEL", "info",
      "trace, debug, info, warn, error, fatal or silent.", NULL},
+    {"log-rate", K_UINT, 0, OFF(log_rate), 0, 1000000, NULL, NULL, "N", "200",
+     "Log lines below error level per second; the rest are dropped and counted (0: no limit).", NULL},
     {"log-client-ips", K_BOOL, 0, OFF(log_client_ips), 0, 0, NULL, NULL, "BOOL", "false",
      "Log client addresses in full instead of masked (a.b.c.0, first 3 IPv6 groups).", NULL},
 
@@ -1042,6 +1044,7 @@ void sb_config_init(sb_config_t *cfg)
     cfg->jwt_expiry_warning_ms = 60000;
     cfg->log_level = SB_LOG_INFO;
     cfg->log_client_ips = 0;
+    cfg->log_rate = 200;
     cfg->check_config = 0;
     cfg->webhook_lifecycle = 0;
     cfg->webhook_timeout_ms = 5000;

@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,12 @@
 #define TAIL_RESERVE 32
 
 static int min_level = SB_LOG_INFO;
+/* Lines below error level per second (0 = no limit): a flood of bad clients must not flood the log. */
+static atomic_uint rate_per_sec = 200;
+static atomic_ullong rate_window;   /* the second the counter belongs to */
+static atomic_uint rate_count;      /* lines written in that second */
+static atomic_ullong rate_dropped;  /* lines suppressed since the last report */
+static atomic_ullong rate_dropped_total;
 static int show_ips = 0;
 
 static pthread_once_t host_once = PTHREAD_ONCE_INIT;
@@ -235,6 +242,40 @@ static void put_fields(line_t *l, va_list *ap)
     }
 }
 
+/* The per-second budget of lines below error level. When a new second starts after lines were suppressed, one
+ * warning says how many (it is itself exempt, so the report is never lost). */
+static int rate_allows(unsigned long long sec)
+{
+    unsigned limit = atomic_load(&rate_per_sec);
+    if (limit == 0)
+        return 1;
+    unsigned long long win = atomic_load(&rate_window);
+    if (win != sec && atomic_compare_exchange_strong(&rate_window, &win, sec)) {
+        atomic_store(&rate_count, 0);
+        unsigned long long dropped = atomic_exchange(&rate_dropped, 0);
+        if (dropped > 0) {
+            char n[32];
+            snprintf(n, sizeof(n), "%llu", dropped);
+            sb_log(SB_LOG_ERROR, "log lines suppressed (over --log-rate)", "#suppressed", n, NULL);
+        }
+    }
+    if (atomic_fetch_add(&rate_count, 1) < limit)
+        return 1;
+    atomic_fetch_add(&rate_dropped, 1);
+    atomic_fetch_add(&rate_dropped_total, 1);
+    return 0;
+}
+
+void sb_log_set_rate(unsigned lines_per_second)
+{
+    atomic_store(&rate_per_sec, lines_per_second);
+}
+
+unsigned long long sb_log_suppressed(void)
+{
+    return atomic_load(&rate_dropped_total);
+}
+
 void sb_log(int level, const char *msg, ...)
 {
     line_t l;
@@ -246,6 +287,8 @@ void sb_log(int level, const char *msg, ...)
         return;
     pthread_once(&host_once, init_host);
     clock_gettime(CLOCK_REALTIME, &ts);
+    if (level < SB_LOG_ERROR && !rate_allows((unsigned long long)ts.tv_sec))
+        return;
     l.len = 0;
     l.limit = sizeof(l.buf) - TAIL_RESERVE;
     l.truncated = 0;

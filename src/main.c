@@ -63,6 +63,7 @@ int main(int argc, char **argv)
         return 0;
     }
     sb_log_init(cfg.log_level, cfg.log_client_ips);
+    sb_log_set_rate(cfg.log_rate);
     signal(SIGPIPE, SIG_IGN);
 
     /* Block the signals in every thread; the main thread waits for them with sigwait. */

@@ -111,6 +111,7 @@ typedef struct sb_config {
 
     /* logging */
     int log_level;       /* --log-level trace|debug|info|warn|error|fatal|silent; default info (stored as pino numbers 10..60, silent = 100) */
+    unsigned log_rate;   /* --log-rate; default 200 lines/s below error level, 0 = no limit */
     int log_client_ips;  /* --log-client-ips; default false (addresses masked) */
 
     /* modes */

@@ -28,6 +28,12 @@ int sb_log_enabled(int level);
  * (the '#' dropped), for numbers: sb_log(SB_LOG_INFO, "up", "#port", "8080", NULL). */
 void sb_log(int level, const char *msg, ...);
 
+/* At most this many lines below error level per second (0: no limit; default 200); the rest are dropped and
+ * counted, and one error line reports how many once the next second starts. Thread-safe. */
+void sb_log_set_rate(unsigned lines_per_second);
+/* Lines suppressed by the rate since the start. */
+unsigned long long sb_log_suppressed(void);
+
 /* Masks a client address for logs unless configured to show it:
  * IPv4 a.b.c.d -> a.b.c.0, IPv6 keeps the first 3 groups. Writes to out. */
 void sb_log_mask_addr(const char *addr, char *out, unsigned long outlen);

@@ -219,6 +219,48 @@ static void test_mask(void **state)
     sb_log_init(SB_LOG_INFO, 0);
 }
 
+static size_t count_lines(const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = captured; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* A flood of warnings is cut to the per-second budget; errors always pass; the cut is reported. */
+static void test_rate(void **state)
+{
+    (void)state;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    /* Start at a fresh second (earlier tests spent this one's budget), and keep the flood inside it. */
+    struct timespec rest = {0, 1000 * 1000 * 1000 - ts.tv_nsec + 1000 * 1000};
+    nanosleep(&rest, NULL);
+    sb_log_set_rate(5);
+    unsigned long long before = sb_log_suppressed();
+    CAPTURE({
+        for (int i = 0; i < 20; i++)
+            sb_log(SB_LOG_WARN, "flood", NULL);
+        sb_log(SB_LOG_ERROR, "important", NULL);
+    });
+    assert_int_equal(count_lines("\"msg\":\"flood\""), 5);
+    assert_int_equal(count_lines("\"msg\":\"important\""), 1);
+    assert_int_equal(sb_log_suppressed() - before, 15);
+    /* The next second reports what was cut. */
+    struct timespec wait = {1, 50 * 1000 * 1000};
+    nanosleep(&wait, NULL);
+    CAPTURE(sb_log(SB_LOG_WARN, "later", NULL));
+    assert_non_null(strstr(captured, "\"msg\":\"log lines suppressed (over --log-rate)\",\"suppressed\":15"));
+    assert_int_equal(count_lines("\"msg\":\"later\""), 1);
+    sb_log_set_rate(0);
+    CAPTURE({
+        for (int i = 0; i < 300; i++)
+            sb_log(SB_LOG_INFO, "unlimited", NULL);
+    });
+    assert_int_equal(count_lines("\"msg\":\"unlimited\""), 300);
+    sb_log_set_rate(200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +270,7 @@ int main(void)
         cmocka_unit_test_setup(test_levels, setup_info),
         cmocka_unit_test_setup(test_long_line_stays_valid, setup_info),
         cmocka_unit_test_setup(test_mask, setup_info),
+        cmocka_unit_test_setup(test_rate, setup_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
