@@ -80,13 +80,16 @@ static sb_worker_t *worker_of_req(h2o_req_t *req)
 
 /* ---- HTTP helpers ---------------------------------------------------------------------------------------------- */
 
-static void add_cors(h2o_req_t *req, const sb_config_t *cfg)
+/* Adds the CORS headers for an allowed Origin. Returns 0 when the request may go on: no --cors-origin, no
+ * Origin header (not a browser), or an allowed one; -1 for a browser page of another origin, which is refused
+ * (a WebSocket is not subject to CORS, so the browser would otherwise let any site's page connect). */
+static int add_cors(h2o_req_t *req, const sb_config_t *cfg)
 {
     if (cfg->cors_origins.count == 0)
-        return;
+        return 0;
     ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
     if (i < 0)
-        return;
+        return 0;
     h2o_iovec_t origin = req->headers.entries[i].value;
     int allowed = 0;
     for (size_t k = 0; k < cfg->cors_origins.count && !allowed; k++) {
@@ -94,12 +97,22 @@ static void add_cors(h2o_req_t *req, const sb_config_t *cfg)
         if (strcmp(o, "*") == 0 || (strlen(o) == origin.len && memcmp(o, origin.base, origin.len) == 0))
             allowed = 1;
     }
+    if (!allowed) {
+        /* Same origin (the dashboard served by this node): the Origin's host is the request's Host. */
+        const char *sep = memchr(origin.base, ':', origin.len);
+        if (sep != NULL && (size_t)(origin.base + origin.len - sep) > 3 && memcmp(sep, "://", 3) == 0) {
+            const char *host = sep + 3;
+            size_t hl = (size_t)(origin.base + origin.len - host);
+            allowed = req->authority.len == hl && memcmp(req->authority.base, host, hl) == 0;
+        }
+    }
     if (!allowed)
-        return;
+        return -1;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL, origin.base, origin.len);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-credentials"), 0, NULL,
                           H2O_STRLIT("true"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_VARY, NULL, H2O_STRLIT("Origin"));
+    return 0;
 }
 
 static void send_body(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
@@ -843,7 +856,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     sb_worker_t *w = worker_of_req(req);
     const sb_config_t *cfg = w->cfg;
 
-    add_cors(req, cfg);
+    if (add_cors(req, cfg) != 0) {
+        send_eio_error(req, SB_EIO_ERR_FORBIDDEN);
+        return 0;
+    }
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("access-control-allow-methods"), 0, NULL,
                               H2O_STRLIT("GET, POST, OPTIONS"));

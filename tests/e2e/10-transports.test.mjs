@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import WebSocket from 'ws';
 
 import { entryOf } from './lib/backend.mjs';
 import { sioClose, sioConnect } from './lib/clients.mjs';
@@ -189,11 +190,26 @@ test('CORS: the configured origin is allowed with credentials', async () => {
     assert.equal(pre.headers['access-control-allow-credentials'], 'true');
 });
 
-test('CORS: another origin is not echoed back', async () => {
+test('CORS: another origin is refused (403, Engine.IO code 4), over polling and WebSocket', async () => {
     const res = await request(eio('EIO=4&transport=polling'), { headers: { origin: 'http://evil.example' } });
-    const acao = res.headers['access-control-allow-origin'];
-    assert.notEqual(acao, 'http://evil.example');
-    assert.notEqual(acao, '*');
+    assert.equal(res.status, 403);
+    assert.equal(JSON.parse(res.text).code, 4);
+    assert.equal(res.headers['access-control-allow-origin'], undefined);
+    // A WebSocket is not subject to CORS in the browser: the server itself must refuse the page's origin.
+    const ws = new WebSocket(`${env.url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`,
+        { headers: { origin: 'http://evil.example' } });
+    const status = await new Promise((resolve) => {
+        ws.on('unexpected-response', (_req, r) => resolve(r.statusCode));
+        ws.on('open', () => resolve('opened'));
+        ws.on('error', () => {});
+    });
+    ws.terminate();
+    assert.equal(status, 403);
+    // Without an Origin header (not a browser) nothing changes, and a page of this node's own origin (the
+    // dashboard) is always allowed.
+    assert.equal((await request(eio('EIO=4&transport=polling'))).status, 200);
+    const same = await request(eio('EIO=4&transport=polling'), { headers: { origin: env.url } });
+    assert.equal(same.status, 200);
 });
 
 test('a client reconnects on its own after switchboard restarts on the same port', async (t) => {
