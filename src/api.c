@@ -470,6 +470,27 @@ static const char *validate_op(const sb_config_t *cfg, const char *op, json_t *o
     return op;
 }
 
+int sb_api_validate(const sb_config_t *cfg, const char *op, const char *body, size_t len, char *field,
+                    size_t fieldlen, char *message, size_t messagelen)
+{
+    verr_t e = {0};
+    json_error_t jerr;
+    int rv = 0;
+    json_t *o = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
+    if (o == NULL)
+        rv = fail(&e, "body", "invalid JSON");
+    else if (!json_is_object(o))
+        rv = fail(&e, "body", "the body must be a JSON object");
+    else if (validate_op(cfg, op, o, &e, &rv) == NULL)
+        rv = fail(&e, "op", "unknown operation");
+    json_decref(o);
+    if (rv != 0) {
+        snprintf(field, fieldlen, "%s", e.field != NULL ? e.field : "");
+        snprintf(message, messagelen, "%s", e.message);
+    }
+    return rv;
+}
+
 /* ---- bus writes ------------------------------------------------------------------------------------------------ */
 
 static int xadd_bus(api_call_t *c, size_t idx, const char *op, json_t *msg)
