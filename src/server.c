@@ -265,24 +265,35 @@ static SSL_CTX *tls_context(const sb_config_t *cfg, const char **why)
 
 static void swap_tls(sb_worker_t *w, void *arg)
 {
-    SSL_CTX *old = w->accept_ctx.ssl_ctx;
-    w->accept_ctx.ssl_ctx = arg; /* the worker's reference; connections hold their own */
-    if (old != NULL)
-        SSL_CTX_free(old);
+    /* h2o keeps the SSL_CTX pointer of a connection it accepted until its handshake starts, so the context being
+     * replaced may still be used for a moment: it is retired, and freed only at the next reload. */
+    if (w->tls_retired != NULL)
+        SSL_CTX_free(w->tls_retired);
+    w->tls_retired = w->accept_ctx.ssl_ctx;
+    w->accept_ctx.ssl_ctx = arg;
 }
 
 int sb_server_reload_tls(sb_server_t *s, const char **why)
 {
     if (s->cfg->tls_cert == NULL)
         return 0;
-    SSL_CTX *ctx = tls_context(s->cfg, why);
-    if (ctx == NULL)
-        return SB_EINVAL;
-    for (unsigned i = 0; i < s->nworkers; i++) {
-        if (i > 0)
-            SSL_CTX_up_ref(ctx);
-        sb_worker_post(s->workers[i], swap_tls, ctx);
+    /* One context per worker, as at start-up; all are loaded before any is handed over. */
+    SSL_CTX **ctx = calloc(s->nworkers, sizeof(*ctx));
+    if (ctx == NULL) {
+        *why = "out of memory";
+        return SB_ENOMEM;
     }
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        if ((ctx[i] = tls_context(s->cfg, why)) == NULL) {
+            for (unsigned k = 0; k < i; k++)
+                SSL_CTX_free(ctx[k]);
+            free(ctx);
+            return SB_EINVAL;
+        }
+    }
+    for (unsigned i = 0; i < s->nworkers; i++)
+        sb_worker_post(s->workers[i], swap_tls, ctx[i]);
+    free(ctx);
     return 0;
 }
 

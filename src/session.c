@@ -1162,6 +1162,17 @@ static void published(sb_redis_t *r, redisReply *reply, const char *err, void *d
     reserved_free(rc);
 }
 
+static void joined(sb_worker_t *w, int ok, long long value, void *data)
+{
+    (void)w;
+    (void)value;
+    reserved_ctx_t *rc = data;
+    if (rc->sock->state == SOCK_CONNECTED)
+        answer(rc->sock, rc->ack_id,
+               ok ? json_pack("{s:b}", "ok", 1) : error_value("backend_unavailable", "the membership was not stored"));
+    reserved_free(rc);
+}
+
 /* The rate check of a reserved event is done: carry it out. */
 static void reserved_allowed(sb_worker_t *w, int status, long long retry_ms, void *data)
 {
@@ -1213,12 +1224,11 @@ static void reserved_allowed(sb_worker_t *w, int status, long long retry_ms, voi
         if (m != NULL)
             member_free(w, m);
     }
-    if (changed) {
-        s->refs++;
-        if (sb_store_join(w, s->id, rc->room, rc->op == 1, store_done, s) != 0)
-            s->refs--;
-    }
-    answer(s, rc->ack_id, json_pack("{s:b}", "ok", 1));
+    /* The ack waits for Redis: once the client is told it joined, presence queries must show it. */
+    if (changed && sb_store_join(w, s->id, rc->room, rc->op == 1, joined, rc) == 0)
+        return;
+    answer(s, rc->ack_id, changed ? error_value("backend_unavailable", "redis is not reachable")
+                                  : json_pack("{s:b}", "ok", 1));
     reserved_free(rc);
 }
 

@@ -79,6 +79,7 @@ struct sb_worker {
     h2o_evloop_t *loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
+    void *tls_retired; /* the SSL_CTX replaced by the last reload (freed at the next one) */
     h2o_socket_t **listeners;
     size_t nlisteners;
 
