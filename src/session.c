@@ -831,7 +831,7 @@ static void admin_push(sb_worker_t *w)
         ap->pending--;
     /* The busiest rooms of every namespace served. */
     size_t nns = 1 + w->cfg->namespaces.count;
-    const char **a2 = calloc(4 + 2 * nns, sizeof(*a2));
+    const char **a2 = calloc(5 + 2 * nns, sizeof(*a2)); /* FCALL_RO, name, n, n keys, prefix, limit, n namespaces */
     char (*keys)[600] = calloc(nns, sizeof(*keys));
     char nk[16];
     int rv = SB_ENOMEM;
