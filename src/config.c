@@ -112,9 +112,9 @@ static const opt_t opts[] = {
      "How long one XREAD on the bus waits for new entries (must be > 0: 0 would block forever).", NULL},
     {"bus-count", K_COUNT, 0, OFF(bus_count), 1, 100000, NULL, NULL, "N", "256",
      "Maximum bus entries read per XREAD.", NULL},
-    {"heartbeat-interval", K_DUR, 0, OFF(heartbeat_interval_ms), 100, 10 * MS_MINUTE, NULL, NULL, "DURATION", "5s",
-     "How often each worker checks that Redis still holds this version of the Functions library "
-     "(and reloads it when Redis lost it).",
+    {"heartbeat-interval", K_DUR, 0, OFF(heartbeat_interval_ms), 100, 10 * MS_MINUTE, NULL, NULL, "DURATION", "1s",
+     "How often the node writes its heartbeat and figures to Redis (a node silent for 3 beats is reaped by the "
+     "others) and each worker checks the Functions library (reloading it when Redis lost it).",
      NULL},
 
     {"namespace", K_LIST, 0, OFF(namespaces), 0, 0, check_namespace, "Engine.IO / Socket.IO", "NSP",
@@ -1026,7 +1026,7 @@ void sb_config_init(sb_config_t *cfg)
     cfg->bus_maxlen = 100000;
     cfg->bus_block_ms = 5000;
     cfg->bus_count = 256;
-    cfg->heartbeat_interval_ms = 5000;
+    cfg->heartbeat_interval_ms = 1000;
     cfg->ping_interval_ms = 25000;
     cfg->ping_timeout_ms = 20000;
     cfg->connect_timeout_ms = 45000;

@@ -54,7 +54,7 @@ typedef struct sb_config {
     uint64_t bus_maxlen;            /* --bus-maxlen; default 100000: MAXLEN ~ of sb:bus */
     uint64_t bus_block_ms;          /* --bus-block; default 5000: XREAD BLOCK time */
     uint64_t bus_count;             /* --bus-count; default 256: XREAD COUNT */
-    uint64_t heartbeat_interval_ms; /* --heartbeat-interval; default 5000 */
+    uint64_t heartbeat_interval_ms; /* --heartbeat-interval; default 1000 */
 
     /* Engine.IO / Socket.IO */
     sb_strlist_t namespaces; /* --namespace NSP, repeatable; "/" always served; each must start with '/' and have no ',' */

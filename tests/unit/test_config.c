@@ -156,7 +156,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.bus_maxlen, 100000);
     assert_int_equal(c.bus_block_ms, 5000);
     assert_int_equal(c.bus_count, 256);
-    assert_int_equal(c.heartbeat_interval_ms, 5000);
+    assert_int_equal(c.heartbeat_interval_ms, 1000);
     assert_int_equal(c.namespaces.count, 0);
     assert_int_equal(c.ping_interval_ms, 25000);
     assert_int_equal(c.ping_timeout_ms, 20000);
