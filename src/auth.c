@@ -108,22 +108,7 @@ static uint64_t sec_to_ms(json_int_t s)
     return (uint64_t)s * 1000;
 }
 
-static int b64url_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-/* Unpadded base64url (JWS, RFC 7515 §2). The caller has checked the alphabet. */
+/* Unpadded base64url (JWS, RFC 7515 §2) into a buffer of `cap` bytes. */
 static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap, size_t *outlen)
 {
     if (len % 4 == 1)
@@ -131,23 +116,7 @@ static int b64url_decode(const char *in, size_t len, unsigned char *out, size_t 
     size_t need = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
     if (need > cap)
         return SB_ETOOBIG;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_val((unsigned char)in[i]);
-        if (v < 0)
-            return SB_EPROTO;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    *outlen = o;
-    return 0;
+    return sb_base64url_decode(in, len, out, outlen);
 }
 
 /* ---------- claims ---------- */
@@ -395,7 +364,7 @@ static int verify_with(const policy_t *p, const char *token, size_t len, uint64_
             if (ndots == 2)
                 return fail(code, message, "token_invalid", "token must have three segments");
             dots[ndots++] = i;
-        } else if (b64url_val((unsigned char)token[i]) < 0) {
+        } else if (!sb_base64url_char((unsigned char)token[i])) {
             return fail(code, message, "token_invalid", "token is not base64url");
         }
     }

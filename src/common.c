@@ -218,7 +218,8 @@ void sb_base64_encode(const void *in, size_t n, char *out)
     }
 }
 
-static int b64_value(unsigned char c)
+/* Value of a character in the standard (url = 0) or URL-safe (url = 1) alphabet, or -1. */
+static int b64_value(unsigned char c, int url)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -226,30 +227,23 @@ static int b64_value(unsigned char c)
         return c - 'a' + 26;
     if (c >= '0' && c <= '9')
         return c - '0' + 52;
-    if (c == '+')
+    if (c == (url ? '-' : '+'))
         return 62;
-    if (c == '/')
+    if (c == (url ? '_' : '/'))
         return 63;
     return -1;
 }
 
-int sb_base64_decode(const char *in, size_t len, void *out, size_t *outlen)
+/* Decodes unpadded quanta of either alphabet. */
+static int decode_quanta(const char *in, size_t len, int url, unsigned char *o, size_t *outlen)
 {
-    unsigned char *o = out;
-    size_t n = 0;
-    /* Padding is only meaningful on a whole number of quanta; partial padding
-     * ("AQ=") is as malformed as padding in the middle. */
-    if (len % 4 == 0 && len > 0 && in[len - 1] == '=') {
-        len--;
-        if (in[len - 1] == '=')
-            len--;
-    }
     if (len % 4 == 1)
         return SB_EPROTO;
     uint32_t acc = 0;
     unsigned bits = 0;
+    size_t n = 0;
     for (size_t i = 0; i < len; i++) {
-        int v = b64_value((unsigned char)in[i]);
+        int v = b64_value((unsigned char)in[i], url);
         if (v < 0)
             return SB_EPROTO;
         acc = (acc << 6) | (uint32_t)v;
@@ -262,6 +256,28 @@ int sb_base64_decode(const char *in, size_t len, void *out, size_t *outlen)
     }
     *outlen = n;
     return 0;
+}
+
+int sb_base64_decode(const char *in, size_t len, void *out, size_t *outlen)
+{
+    /* Padding is only meaningful on a whole number of quanta; partial padding
+     * ("AQ=") is as malformed as padding in the middle. */
+    if (len % 4 == 0 && len > 0 && in[len - 1] == '=') {
+        len--;
+        if (in[len - 1] == '=')
+            len--;
+    }
+    return decode_quanta(in, len, 0, out, outlen);
+}
+
+int sb_base64url_decode(const char *in, size_t len, void *out, size_t *outlen)
+{
+    return decode_quanta(in, len, 1, out, outlen);
+}
+
+int sb_base64url_char(unsigned char c)
+{
+    return b64_value(c, 1) >= 0;
 }
 
 uint64_t sb_now_ms(void)

@@ -59,6 +59,11 @@ void sb_base64_encode(const void *in, size_t n, char *out);
  * Accepts padded or unpadded input; any other character is SB_EPROTO. */
 int sb_base64_decode(const char *in, size_t len, void *out, size_t *outlen);
 
+/* Unpadded base64url (RFC 4648 §5, as JWS uses it): same output capacity rule; '=' is SB_EPROTO. */
+int sb_base64url_decode(const char *in, size_t len, void *out, size_t *outlen);
+/* 1 when c is in the base64url alphabet. */
+int sb_base64url_char(unsigned char c);
+
 /* Milliseconds since the epoch (CLOCK_REALTIME). */
 uint64_t sb_now_ms(void);
 /* Milliseconds from CLOCK_MONOTONIC. */
