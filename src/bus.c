@@ -11,17 +11,19 @@
 
 static void read_next(sb_worker_t *w);
 
-int sb_bus_apply(sb_worker_t *w, const char *op, size_t oplen, const char *msg, size_t msglen)
+int sb_bus_apply(sb_worker_t *w, const sb_bus_entry_t *e)
 {
     json_error_t jerr;
-    json_t *m = json_loadb(msg, msglen, JSON_ALLOW_NUL, &jerr);
+    json_t *m = json_loadb(e->msg, e->msglen, JSON_ALLOW_NUL, &jerr);
+    const char *op = e->op;
+    size_t oplen = e->oplen;
     const char *why = NULL;
     int rv;
     if (m == NULL || !json_is_object(m)) {
         why = "msg is not a JSON object";
         rv = SB_EINVAL;
     } else if (oplen == 4 && memcmp(op, "emit", 4) == 0) {
-        rv = sb_session_apply_emit(w, m, &why);
+        rv = sb_session_apply_emit(w, m, e, &why);
     } else if (oplen == 4 && memcmp(op, "join", 4) == 0) {
         rv = sb_session_apply_join(w, m, 1, &why);
     } else if (oplen == 5 && memcmp(op, "leave", 5) == 0) {
@@ -75,7 +77,7 @@ static void apply_entry(sb_worker_t *w, const redisReply *entry)
     }
     if (fields->type != REDIS_REPLY_ARRAY)
         return;
-    const redisReply *op = NULL, *msg = NULL;
+    const redisReply *op = NULL, *msg = NULL, *inbox = NULL;
     for (size_t i = 0; i + 1 < fields->elements; i += 2) {
         const redisReply *k = fields->element[i], *v = fields->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -84,13 +86,17 @@ static void apply_entry(sb_worker_t *w, const redisReply *entry)
             op = v;
         else if (k->len == 3 && memcmp(k->str, "msg", 3) == 0)
             msg = v;
+        else if (k->len == 5 && memcmp(k->str, "inbox", 5) == 0)
+            inbox = v;
     }
     if (op == NULL || msg == NULL) {
         if (w->idx == 0)
             sb_log(SB_LOG_WARN, "bus entry skipped", "why", "missing op or msg field", "id", w->bus_last_id, NULL);
         return;
     }
-    sb_bus_apply(w, op->str, op->len, msg->str, msg->len);
+    sb_bus_entry_t be = {id->str, id->len, op->str, op->len, msg->str, msg->len,
+                         inbox != NULL ? inbox->str : NULL, inbox != NULL ? inbox->len : 0};
+    sb_bus_apply(w, &be);
 }
 
 static void on_read(sb_redis_t *r, redisReply *reply, const char *err, void *data)

@@ -1717,8 +1717,9 @@ static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const
     sb_metric_inc(SB_M(s->w)->deliveries, s->w->idx);
 }
 
-int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why)
+int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, const char **why)
 {
+    (void)e;
     const char *nsp = msg_nsp(w, msg, why);
     if (nsp == NULL)
         return SB_EINVAL;

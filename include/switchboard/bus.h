@@ -18,7 +18,21 @@
 /* Called by the bus connection's state callback. */
 void sb_bus_on_state(sb_worker_t *w, int connected);
 
-/* Applies one entry (fields as name/value pairs). Exposed for tests. */
-int sb_bus_apply(sb_worker_t *w, const char *op, size_t oplen, const char *msg, size_t msglen);
+/* One bus entry as read from the stream. `id` is the stream entry id ("<ms>-<seq>"; empty when the entry did not
+ * come from the stream); `inbox` is the optional field a durable emit carries: a JSON object mapping each target
+ * user to the id of the entry in that user's inbox stream (NULL when absent). */
+typedef struct sb_bus_entry {
+    const char *id;
+    size_t idlen;
+    const char *op;
+    size_t oplen;
+    const char *msg;
+    size_t msglen;
+    const char *inbox;
+    size_t inboxlen;
+} sb_bus_entry_t;
+
+/* Applies one entry. Exposed for tests. */
+int sb_bus_apply(sb_worker_t *w, const sb_bus_entry_t *e);
 
 #endif

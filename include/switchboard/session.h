@@ -11,6 +11,7 @@
 #define SWITCHBOARD_SESSION_H
 
 #include <jansson.h>
+#include "switchboard/bus.h"
 #include "switchboard/engine.h"
 #include "switchboard/server.h"
 
@@ -23,7 +24,7 @@ void sb_session_on_close(sb_eio_conn_t *c, const char *reason);
 
 /* Bus operations applied to this worker's own sockets. `msg` is the parsed
  * JSON of the bus entry. Return 0, or SB_EINVAL with *why for a malformed msg. */
-int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const char **why);
+int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, const char **why);
 int sb_session_apply_join(sb_worker_t *w, json_t *msg, int join, const char **why);
 int sb_session_apply_disconnect(sb_worker_t *w, json_t *msg, const char **why);
 int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why);
