@@ -72,7 +72,9 @@ typedef struct server_ack {
 enum { SOCK_CONNECTING, SOCK_CONNECTED, SOCK_CLOSED };
 
 /* Connection state recovery of one socket, allocated only while it is needed (memory per connection is measured):
- * from the CONNECT to its answer (the pid to hand out), and while missed bus entries are replayed. */
+ * from the CONNECT to its answer (the pid to hand out), and while missed bus entries are replayed. A new socket
+ * uses the same replay for what the bus brought it while Redis registered it: nothing reaches a client before the
+ * CONNECT answer (Socket.IO's order), and nothing is lost or reordered meanwhile. */
 typedef struct recovery {
     char secret[PID_SECRET_LEN + 1]; /* the pid's secret half; "" when recovery is off */
     char offset[48];                 /* CONNECT answer's offset: replay starts after it when the client has none */
@@ -80,6 +82,7 @@ typedef struct recovery {
     /* replay: bus entries after `cursor` go to this socket alone, up to this worker's bus position; live entries
      * skip it meanwhile (the next round fetches them), so it gets each exactly once, in order. */
     int replaying;
+    int fresh; /* a new socket catching up with what came for it while it connected (not a recovered one) */
     char close_reason[48]; /* a close while sb_recover was in flight, carried out when it answers */
     char cursor[48];
     char upto[48];
@@ -509,6 +512,9 @@ static void send_rate_limited_connect_error(sio_conn_t *sc, const char *nsp, lon
     sb_buf_free(&b);
 }
 
+static void replay_step(sb_socket_t *s);
+static void replay_timer_cb(h2o_timeout_entry_t *e);
+
 /* The socket is registered (or recovered) in Redis: answer the CONNECT, and start what follows it. */
 static void connected(sb_socket_t *s)
 {
@@ -570,7 +576,10 @@ static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *d
             }
         } else {
             connected(s);
-            if (s->rec != NULL && !s->rec->replaying) {
+            if (s->state == SOCK_CONNECTED && s->rec != NULL && s->rec->replaying) {
+                s->rec->deadline = sb_now_ms() + REPLAY_MAX_WAIT_MS;
+                replay_step(s); /* usually nothing came meanwhile: done at once, without a round trip */
+            } else if (s->rec != NULL && !s->rec->replaying) {
                 free(s->rec); /* the pid went out: nothing more to keep per connection */
                 s->rec = NULL;
             }
@@ -649,8 +658,6 @@ static int parse_pid(const char *pid, size_t len, char sid[SB_SID_LEN + 1], char
     secret[PID_SECRET_LEN] = '\0';
     return 0;
 }
-
-static void replay_step(sb_socket_t *s);
 
 static void replay_done(sb_socket_t *s)
 {
@@ -1270,12 +1277,12 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
      * webhooks never see them. */
     char rsid[SB_SID_LEN + 1], rsecret[PID_SECRET_LEN + 1], offset[48] = "";
     int recovering = 0;
+    if ((s->rec = calloc(1, sizeof(*s->rec))) == NULL) {
+        socket_free_unregistered(s);
+        send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
+        return;
+    }
     if (w->cfg->recovery_window_ms > 0) {
-        if ((s->rec = calloc(1, sizeof(*s->rec))) == NULL) {
-            socket_free_unregistered(s);
-            send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
-            return;
-        }
         sb_random_id(s->rec->secret, PID_SECRET_LEN);
         json_t *jpid = json_object_get(p->data, "pid"), *joff = json_object_get(p->data, "offset");
         if (json_is_string(jpid) &&
@@ -1350,9 +1357,15 @@ static void register_new(sb_socket_t *s, char *auth)
     sb_worker_t *w = s->w;
     sio_conn_t *sc = s->sc;
     const char *nsp = s->nsp;
-    /* In the local room index at once: the connect entry reaches backends before Redis answers us, and a join or
-     * emit they send right away must find the socket (an event that arrives before the CONNECT answer is kept by
-     * the client until it is connected). */
+    /* In the local room index at once, replaying: the connect entry reaches backends before Redis answers us, and
+     * a join or emit they send right away is for this socket. Live entries skip it until the CONNECT answer went
+     * out; then the replay from the bus position of this moment brings them, in order. */
+    snprintf(s->rec->offset, sizeof(s->rec->offset), "%s", w->bus_last_id);
+    memcpy(s->rec->cursor, s->rec->offset, sizeof(s->rec->cursor));
+    s->rec->replaying = 1;
+    s->rec->fresh = 1;
+    s->rec->sock = s;
+    s->rec->timer.cb = replay_timer_cb;
     char room[8 + 512];
     int n = snprintf(room, sizeof(room), "user:%s", s->user);
     int bad = local_join(s, "", 0) < 0 || local_join(s, s->id, SB_SID_LEN) < 0 ||
@@ -1371,15 +1384,13 @@ static void register_new(sb_socket_t *s, char *auth)
         sock_unref(s);
         return;
     }
-    /* Entries after the bus position at the moment it joined the index reach it live: replay starts there. */
-    if (s->rec != NULL)
-        snprintf(s->rec->offset, sizeof(s->rec->offset), "%s", w->bus_last_id);
     s->refs++;
     const char *transport = sb_eio_transport(sc->eio) == SB_EIO_WEBSOCKET ? "websocket" : "polling";
     const char *const *join = s->claims != NULL ? (const char *const *)s->claims->join.items : NULL;
     size_t njoin = s->claims != NULL ? s->claims->join.count : 0;
+    int with_pid = s->rec->secret[0] != '\0';
     if (sb_store_connect(w, s->id, nsp, s->user, transport, auth != NULL ? auth : "{}",
-                         s->rec != NULL ? s->rec->secret : NULL, s->rec != NULL ? s->rec->offset : NULL,
+                         with_pid ? s->rec->secret : NULL, with_pid ? s->rec->offset : NULL,
                          sb_eio_addr(sc->eio), join, njoin, connect_done, s) != 0) {
         s->refs--;
         send_connect_error(sc, nsp, "Service unavailable", "unavailable");
@@ -2153,7 +2164,8 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
     int with_ack = reply_to != NULL && !json_is_null(reply_to);
     /* Broadcasts are what a recovering socket gets back; volatile emits, emits waiting for an answer (their
      * requester has timed out) and durable ones (their user's inbox replays them) are not. */
-    if (w->replay_sock != NULL && (is_volatile || with_ack || (e != NULL && e->inbox != NULL)))
+    sb_socket_t *rs = w->replay_sock;
+    if (rs != NULL && !rs->rec->fresh && (is_volatile || with_ack || (e != NULL && e->inbox != NULL)))
         return 0;
     target_vec_t v = {0};
     if (collect_targets(w, msg, nsp, 1, 1, &v, why) != 0)

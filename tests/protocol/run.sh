@@ -8,6 +8,10 @@
 # OUTSIDE this repository, e.g. under /tmp; see README.md. The binary defaults
 # to $SWITCHBOARD_BIN, then build/switchboard.
 #
+# The suite's reference server runs without connectionStateRecovery, so
+# switchboard runs with --recovery-window 0 here (with it, broadcasts carry
+# their offset as a last argument, which the suite's exact packets do not).
+#
 # Starts, and always stops again: a private redis-server, switchboard on
 # 127.0.0.1:3000 (the suite's fixed URL) with the suite's settings, and
 # backend.mjs (the suite's server handlers, played over Redis streams).
@@ -90,7 +94,7 @@ PIDS+=($!)
 wait_until "redis-server" redis-cli -p "$RPORT" ping
 
 "$BIN" --listen "127.0.0.1:$PORT" --redis "redis://127.0.0.1:$RPORT" --redis-prefix "$PREFIX" --threads 2 \
-    --namespace /custom --ping-interval 300 --ping-timeout 200 --connect-timeout 1000 \
+    --namespace /custom --ping-interval 300 --ping-timeout 200 --connect-timeout 1000 --recovery-window 0 \
     >"$WORK/switchboard.log" 2>&1 &
 PIDS+=($!)
 wait_until "switchboard /healthz" curl -fsS "http://127.0.0.1:$PORT/healthz" ||
