@@ -97,7 +97,9 @@ void sb_rebalance_split(uint64_t total, const uint64_t *held, size_t n, uint64_t
 typedef struct sb_rebalance {
     uint64_t others[SB_REBALANCE_MAX_NODES];
     size_t nothers;
-    size_t nlive;         /* live nodes listed, this one included when it was */
+    uint64_t own;         /* this node's count as its last beat published it */
+    int own_listed;       /* this node was among the live nodes of the reply */
+    int armed;            /* the previous round found this node above too */
     uint64_t received_at; /* mono ms of the last good reply; 0 = never */
 } rebalance_t;
 
@@ -110,18 +112,23 @@ void sb_rebalance_on_loads(sb_worker_t *w, const redisReply *reply)
                    NULL);
         return;
     }
-    size_t n = 0, live = 0;
+    size_t n = 0;
+    int own_listed = 0;
+    uint64_t own = 0;
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
         const redisReply *id = reply->element[i], *count = reply->element[i + 1];
         if (id->type != REDIS_REPLY_STRING || count->type != REDIS_REPLY_INTEGER || count->integer < 0)
             return; /* not what sb_node_loads returns: keep the old figures */
-        live++;
-        if (strcmp(id->str, w->server->node_id) == 0 || n >= SB_REBALANCE_MAX_NODES - 1)
-            continue; /* this node's own count is read live at each round */
-        rb->others[n++] = (uint64_t)count->integer;
+        if (strcmp(id->str, w->server->node_id) == 0) {
+            own_listed = 1;
+            own = (uint64_t)count->integer;
+        } else if (n < SB_REBALANCE_MAX_NODES - 1) {
+            rb->others[n++] = (uint64_t)count->integer;
+        }
     }
     rb->nothers = n;
-    rb->nlive = live;
+    rb->own = own;
+    rb->own_listed = own_listed;
     rb->received_at = sb_mono_ms();
 }
 
@@ -180,15 +187,33 @@ static void round_cb(h2o_timeout_entry_t *e)
     /* Figures older than a node's liveness (3 heartbeats) may list nodes long gone, or miss new ones. */
     if (sb_mono_ms() - rb->received_at > 3 * w->cfg->heartbeat_interval_ms)
         return;
+    if (!rb->own_listed)
+        return; /* not live in Redis's view (yet): the others do not count this node either */
+    /* The decision compares figures of the same kind, each from its node's last beat (at most one heartbeat
+     * apart): this node's live count against the others' older ones would look like an imbalance whenever
+     * clients are arriving. */
+    double avg = 0;
+    int why = SB_REBALANCE_NONE;
+    uint64_t n = sb_rebalance_decide(rb->own, rb->others, rb->nothers, w->cfg->rebalance_threshold,
+                                     w->cfg->rebalance_rate, w->cfg->rebalance_interval_ms, &avg, &why);
+    if (n == 0) {
+        rb->armed = 0;
+        return;
+    }
+    /* Only an imbalance seen by two rounds in a row is acted on: a burst of connects skews one round's figures. */
+    if (!rb->armed) {
+        rb->armed = 1;
+        return;
+    }
     uint64_t held[SB_METRICS_MAX_WORKERS], share[SB_METRICS_MAX_WORKERS];
     uint64_t local = 0;
     unsigned nw = s->nworkers < SB_METRICS_MAX_WORKERS ? s->nworkers : SB_METRICS_MAX_WORKERS;
     for (unsigned i = 0; i < nw; i++)
         local += held[i] = atomic_load(&s->workers[i]->stats.connections);
-    double avg = 0;
-    int why = SB_REBALANCE_NONE;
-    uint64_t n = sb_rebalance_decide(local, rb->others, rb->nothers, w->cfg->rebalance_threshold,
-                                     w->cfg->rebalance_rate, w->cfg->rebalance_interval_ms, &avg, &why);
+    /* Never below the average with what is open now either (clients may have left since the beat). */
+    uint64_t room = (double)local > avg ? (uint64_t)((double)local - avg) : 0;
+    if (n > room)
+        n = room;
     if (n == 0)
         return;
     sb_rebalance_split(n, held, nw, share);

@@ -4,10 +4,10 @@
  * A WebSocket lives for hours, so a node added by the autoscaler would get
  * only new clients. Every heartbeat, worker 0 reads the connection counts of
  * the live nodes (sb_node_loads, right behind the beat on the same Redis
- * connection); every --rebalance-interval it compares its own count with the
- * cluster average, and a node clearly above it closes the excess (never going
- * below the average, at most --rebalance-rate per second), spread evenly over
- * the interval across its workers. A closed transport makes the Socket.IO
+ * connection); every --rebalance-interval it compares its own published count
+ * with the cluster average, and a node clearly above it in two rounds in a row
+ * closes the excess (never going below the average, at most --rebalance-rate
+ * per second), spread evenly over the interval across its workers. A closed transport makes the Socket.IO
  * client reconnect, through the load balancer, to any node; the disconnect
  * reason is "server rebalancing" (state is kept for recovery on it).
  *
