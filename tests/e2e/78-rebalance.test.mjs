@@ -21,7 +21,8 @@ let env;
 before(async () => {
     env = await setupFile({
         tag: 't78',
-        args: ['--heartbeat-interval', '200', '--rebalance-interval', `${INTERVAL_MS}ms`,
+        // The harness turns rebalancing off for the other files: on again here (the default of the binary).
+        args: ['--rebalance', 'on', '--heartbeat-interval', '200', '--rebalance-interval', `${INTERVAL_MS}ms`,
             '--rebalance-threshold', String(THRESHOLD), '--rebalance-rate', '20'],
     });
 });
