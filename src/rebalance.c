@@ -182,13 +182,16 @@ static void round_cb(h2o_timeout_entry_t *e)
     sb_server_t *s = w->server;
     rebalance_t *rb = s->rebalance;
     h2o_timeout_link(w->ctx.loop, &w->rebalance_to, &w->rebalance_round);
-    if (atomic_load(&s->draining) || !sb_worker_ready(w) || rb == NULL || rb->received_at == 0)
+    if (rb == NULL)
         return;
-    /* Figures older than a node's liveness (3 heartbeats) may list nodes long gone, or miss new ones. */
-    if (sb_mono_ms() - rb->received_at > 3 * w->cfg->heartbeat_interval_ms)
+    /* Not while draining or not ready (Redis down, another library version); not on figures older than a node's
+     * liveness (3 heartbeats: they may list nodes long gone, or miss new ones); not while this node is not live in
+     * Redis's view (the others do not count it either). Such a round also breaks the two-in-a-row rule. */
+    if (atomic_load(&s->draining) || !sb_worker_ready(w) || rb->received_at == 0 ||
+        sb_mono_ms() - rb->received_at > 3 * w->cfg->heartbeat_interval_ms || !rb->own_listed) {
+        rb->armed = 0;
         return;
-    if (!rb->own_listed)
-        return; /* not live in Redis's view (yet): the others do not count this node either */
+    }
     /* The decision compares figures of the same kind, each from its node's last beat (at most one heartbeat
      * apart): this node's live count against the others' older ones would look like an imbalance whenever
      * clients are arriving. */
