@@ -1,4 +1,5 @@
--- node.lua -- sb_node_beat: a node's heartbeat and figures; sb_stats: every live node's figures.
+-- node.lua -- sb_node_beat: a node's heartbeat and figures; sb_stats: every live node's figures;
+-- sb_node_loads: the live nodes' connection counts (rebalancing).
 --
 -- sb_node_beat
 -- KEYS[1] P{node:<node>}        HASH of the node's figures (expires after ttl_ms)
@@ -16,6 +17,14 @@
 -- ARGV[1] P
 -- Returns { {node, {field, value, ...}}, ... } for every node whose hash exists,
 --         ordered by node id.
+--
+-- sb_node_loads (no writes): what rebalancing compares a node with
+-- KEYS[1] Pnodes
+-- ARGV[1] P   ARGV[2] now_ms   ARGV[3] ttl_ms
+-- Returns { node, connections, node, connections, ... } (at most 1024 nodes) for the live
+--         nodes: a heartbeat within ttl_ms and a hash that still exists, without the
+--         nodes that are draining (field draining = 1: they take no new clients, so
+--         counting them would make the others look loaded). connections is an integer.
 
 local function node_beat_cb(keys, args)
     local fn = 'sb_node_beat'
@@ -58,5 +67,27 @@ local function node_stats_cb(keys, args)
     return out
 end
 
+local function node_loads_cb(keys, args)
+    local fn = 'sb_node_loads'
+    local p = args[1]
+    if type(p) ~= 'string' then
+        sb_common_fail(fn, 'ARGV[1] (prefix) must be a string')
+    end
+    local now = sb_common_uint(fn, args, 2, 'now_ms')
+    local ttl = sb_common_posint(fn, args, 3, 'ttl_ms')
+    sb_common_expect_key(fn, keys, 1, p .. 'nodes')
+    local out = {}
+    local live = redis.call('ZRANGEBYSCORE', keys[1], tonumber(now) - tonumber(ttl), '+inf', 'LIMIT', 0, 1024)
+    for _, node in ipairs(live) do
+        local h = redis.call('HMGET', p .. '{node:' .. node .. '}', 'id', 'connections', 'draining')
+        if h[1] and h[3] ~= '1' then
+            out[#out + 1] = node
+            out[#out + 1] = tonumber(h[2]) or 0
+        end
+    end
+    return out
+end
+
 redis.register_function('sb_node_beat', node_beat_cb)
 redis.register_function{function_name = 'sb_stats', callback = node_stats_cb, flags = {'no-writes'}}
+redis.register_function{function_name = 'sb_node_loads', callback = node_loads_cb, flags = {'no-writes'}}

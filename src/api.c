@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include "switchboard/api.h"
 #include "switchboard/log.h"
+#include "switchboard/rebalance.h"
 #include "switchboard/session.h"
 #include "switchboard/socketio.h"
 #include "switchboard/store.h"
@@ -1421,6 +1422,12 @@ static void beat_done(sb_redis_t *r, redisReply *reply, const char *err, void *d
     }
 }
 
+static void loads_done(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r, (void)err;
+    sb_rebalance_on_loads(data, reply);
+}
+
 void sb_api_heartbeat(sb_worker_t *w)
 {
     sb_server_t *s = w->server;
@@ -1454,7 +1461,7 @@ void sb_api_heartbeat(sb_worker_t *w)
                    {"disconnects_total", disc_total}, {"events_in", in},  {"events_out", dlv},
                    {"deliveries", dlv},         {"bus_entries", bus},    {"dropped", dropped},
                    {"rate_limited", limited},   {"auth_failures", authf}, {"threads", s->nworkers},
-                   {"started_at", s->started_at_ms}};
+                   {"started_at", s->started_at_ms},       {"draining", (unsigned long long)atomic_load(&s->draining)}};
     enum { NF = sizeof(figures) / sizeof(figures[0]) };
     char vals[NF + SB_REASONS][24], names[SB_REASONS][64];
     const char *argv[9 + 2 * (NF + SB_REASONS) + 2 + 2 * 5];
@@ -1505,4 +1512,11 @@ void sb_api_heartbeat(sb_worker_t *w)
     size_t lens[SB_ARRAY_SIZE(argv)];
     lens_of(argv, lens, argc);
     sb_redis_commandargv(w->cmd, beat_done, w, 0, argc, argv, lens);
+    /* Right behind the beat on the same connection (one round trip): the live nodes' counts, this beat included. */
+    if (w->cfg->rebalance) {
+        const char *largv[] = {"FCALL_RO", "sb_node_loads", "1", nodes, w->cfg->redis_prefix, now, ttl};
+        size_t llens[SB_ARRAY_SIZE(largv)];
+        lens_of(largv, llens, (int)SB_ARRAY_SIZE(largv));
+        sb_redis_commandargv(w->cmd, loads_done, w, 0, (int)SB_ARRAY_SIZE(largv), largv, llens);
+    }
 }

@@ -116,6 +116,21 @@ static const opt_t opts[] = {
      "How often the node writes its heartbeat and figures to Redis (a node silent for 3 beats is reaped by the "
      "others) and each worker checks the Functions library (reloading it when Redis lost it).",
      NULL},
+    {"rebalance", K_BOOL, 0, OFF(rebalance), 0, 0, NULL, NULL, "on|off", "on",
+     "Close connections slowly while this node holds clearly more than the average of the live nodes, so that "
+     "nodes added by scaling out get their share of long-lived WebSockets (clients reconnect through the load "
+     "balancer). Never while draining, while Redis is unreachable, or on stale figures.",
+     NULL},
+    {"rebalance-interval", K_DUR, 0, OFF(rebalance_interval_ms), MS_SECOND, MS_HOUR, NULL, NULL, "DURATION", "10s",
+     "How often the node compares its connections with the cluster average; a round's closes are spread over "
+     "it. 1s..1h, at least --heartbeat-interval (the default follows a longer heartbeat).",
+     NULL},
+    {"rebalance-threshold", K_UINT, 0, OFF(rebalance_threshold), 5, 1000, NULL, NULL, "PERCENT", "20",
+     "Shed when the node holds more than the average plus this percentage (or when another node holds less "
+     "than the average minus it), down to the average, never below. 5..1000.",
+     NULL},
+    {"rebalance-rate", K_UINT, 0, OFF(rebalance_rate), 1, 100000, NULL, NULL, "N", "20",
+     "Most connections one node closes per second to rebalance. 1..100000.", NULL},
 
     {"namespace", K_LIST, 0, OFF(namespaces), 0, 0, check_namespace, "Engine.IO / Socket.IO", "NSP",
      "none (only / is served)", "Extra Socket.IO namespace to serve, e.g. /chat. Repeatable.", NULL},
@@ -958,6 +973,18 @@ static int finish(parser_t *p)
         }
     }
 
+    /* A round must see new figures (one heartbeat) or it would act twice on the same counts and overshoot. */
+    if (c->rebalance && c->rebalance_interval_ms < c->heartbeat_interval_ms) {
+        size_t ri = idx_of("rebalance-interval");
+        if (p->src[ri] == SRC_DEFAULT) {
+            c->rebalance_interval_ms = c->heartbeat_interval_ms;
+        } else {
+            setting_name(&opts[ri], (enum source)p->src[ri], name, sizeof(name));
+            return failf(p, name, "must be at least --heartbeat-interval (%llu ms) while --rebalance is on",
+                         (unsigned long long)c->heartbeat_interval_ms);
+        }
+    }
+
     if (c->api_keys_file != NULL && readable(p, idx_of("api-keys-file"), c->api_keys_file, "API keys file") != 0)
         return -1;
 
@@ -1027,6 +1054,10 @@ void sb_config_init(sb_config_t *cfg)
     cfg->bus_block_ms = 5000;
     cfg->bus_count = 256;
     cfg->heartbeat_interval_ms = 1000;
+    cfg->rebalance = 1;
+    cfg->rebalance_interval_ms = 10000;
+    cfg->rebalance_threshold = 20;
+    cfg->rebalance_rate = 20;
     cfg->ping_interval_ms = 25000;
     cfg->ping_timeout_ms = 20000;
     cfg->connect_timeout_ms = 45000;

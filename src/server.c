@@ -20,6 +20,7 @@
 #include "switchboard/engine.h"
 #include "switchboard/functions.h"
 #include "switchboard/log.h"
+#include "switchboard/rebalance.h"
 #include "switchboard/server.h"
 #include "switchboard/session.h"
 #include "switchboard/webhook.h"
@@ -185,6 +186,10 @@ static int register_metrics(sb_server_t *s)
     m->auth_failures = sb_metrics_series(r, SB_COUNTER, "switchboard_auth_failures_total",
                                          "Tokens refused (connect and $refresh) and bad dashboard keys.", NULL, NULL,
                                          0);
+    m->rebalance_closed = sb_metrics_series(r, SB_COUNTER, "switchboard_rebalance_closed_total",
+                                            "Connections closed because this node was above the cluster average "
+                                            "(clients reconnect to any node).",
+                                            NULL, NULL, 0);
     return 0;
 }
 
@@ -607,6 +612,7 @@ static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
     sb_engine_worker_init(w);
     sb_session_worker_init(w);
     sb_api_worker_init(w);
+    sb_rebalance_worker_init(w);
     w->webhooks = sb_webhooks_create(w->loop, s->cfg);
     h2o_timeout_init(w->loop, &w->tick_to, s->cfg->heartbeat_interval_ms);
     h2o_timeout_init(w->loop, &w->lag_to, LAG_PERIOD_MS);
@@ -731,6 +737,8 @@ void sb_server_free(sb_server_t *s)
 {
     /* The loops are left to the process exit: h2o 2.2.5 has no loop destructor. */
     free(s->workers);
+    free(s->rebalance);
+    s->rebalance = NULL;
     sb_metrics_free(s->metrics.registry);
     s->metrics.registry = NULL;
     if (s->auth != NULL)

@@ -381,7 +381,7 @@ _Static_assert(SB_REASONS == SB_METRIC_REASONS, "one disconnect metric per reaso
 const char *const sb_session_reasons[SB_REASONS] = {
     "transport close", "transport error", "ping timeout", "parse error", "client namespace disconnect",
     "server namespace disconnect", "server shutting down", "forced close", "token expired", "rate limited",
-    "server unavailable", "other"};
+    "server unavailable", "server rebalancing", "other"};
 
 unsigned sb_session_reason_index(const char *reason)
 {

@@ -55,6 +55,10 @@ typedef struct sb_config {
     uint64_t bus_block_ms;          /* --bus-block; default 5000: XREAD BLOCK time */
     uint64_t bus_count;             /* --bus-count; default 256: XREAD COUNT */
     uint64_t heartbeat_interval_ms; /* --heartbeat-interval; default 1000 */
+    int rebalance;                  /* --rebalance; default true: shed connections when far above the average */
+    uint64_t rebalance_interval_ms; /* --rebalance-interval; default 10000 (1 s..1 h, >= --heartbeat-interval) */
+    unsigned rebalance_threshold;   /* --rebalance-threshold; default 20 (percent above the average, 5..1000) */
+    unsigned rebalance_rate;        /* --rebalance-rate; default 20 (closes per second per node, 1..100000) */
 
     /* Engine.IO / Socket.IO */
     sb_strlist_t namespaces; /* --namespace NSP, repeatable; "/" always served; each must start with '/' and have no ',' */

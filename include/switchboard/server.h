@@ -35,7 +35,7 @@ typedef struct sb_server sb_server_t;
 /* What a drop, a rate limit and a REST answer are counted as (metric labels). */
 enum { SB_DROP_QUEUE_FULL, SB_DROP_VOLATILE, SB_DROP_NOT_STORED, SB_DROP_WEBHOOK, SB_DROPS };
 enum { SB_LIMIT_EVENTS, SB_LIMIT_CONNECTIONS, SB_LIMIT_API, SB_LIMIT_PUBLISH, SB_LIMITS };
-#define SB_METRIC_REASONS 12 /* = SB_REASONS of session.h */
+#define SB_METRIC_REASONS 13 /* = SB_REASONS of session.h */
 
 /* The series switchboard exports (registered once in sb_server_init; see docs/operations.md). */
 typedef struct sb_server_metrics {
@@ -55,6 +55,7 @@ typedef struct sb_server_metrics {
     sb_metric_t *accept_paused;
     sb_metric_t *recoveries[3]; /* connection state recovery: recovered, refused (connected as new), failed */
     sb_metric_t *replayed;      /* bus entries replayed to recovering sockets */
+    sb_metric_t *rebalance_closed;
 } sb_server_metrics_t;
 typedef struct sb_worker sb_worker_t;
 
@@ -70,7 +71,7 @@ typedef struct sb_worker_stats {
     atomic_ulong auth_failures;
     atomic_ulong connects;    /* Socket.IO sockets connected, cumulative */
     atomic_ulong deliveries;  /* messages written to sockets */
-    atomic_ulong disconnects[12]; /* by sb_session_reason_index (SB_REASONS) */
+    atomic_ulong disconnects[SB_METRIC_REASONS]; /* by sb_session_reason_index (SB_REASONS) */
 } sb_worker_stats_t;
 
 struct sb_worker {
@@ -114,6 +115,13 @@ struct sb_worker {
     /* graceful drain */
     h2o_timeout_entry_t drain_tick;
     size_t drain_total, drain_closed, drain_step, drain_steps;
+    /* rebalancing (rebalance.c): worker 0 starts a round every --rebalance-interval; each worker closes its
+     * share of it over the round, every 100 ms */
+    h2o_timeout_t rebalance_to;
+    h2o_timeout_entry_t rebalance_round;
+    h2o_timeout_t shed_to;
+    h2o_timeout_entry_t shed_tick;
+    uint64_t shed_total, shed_closed, shed_step, shed_steps;
     atomic_int functions_ok; /* Redis holds our version of the Functions library */
 
     sb_map_t conns;   /* Engine.IO sid -> sb_eio_conn */
@@ -159,6 +167,7 @@ struct sb_server {
     struct sb_auth *auth; /* JWT verifier, shared read-only (auth.h) */
     sb_server_metrics_t metrics;
     uint64_t started_at_ms;
+    struct sb_rebalance *rebalance; /* the live nodes' connection counts; only worker 0 touches it (rebalance.c) */
 };
 
 /* Prepares the server: h2o configuration, handlers, node id, listeners.

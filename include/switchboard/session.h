@@ -33,7 +33,7 @@ int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why);
 #define SB_ADMIN_NSP "/_admin"
 
 /* Disconnect reasons counted per node (the last one, "other", takes every reason not listed). */
-#define SB_REASONS 12
+#define SB_REASONS 13
 extern const char *const sb_session_reasons[SB_REASONS];
 unsigned sb_session_reason_index(const char *reason);
 

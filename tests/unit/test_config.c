@@ -874,6 +874,64 @@ static void test_free_releases_everything(void **state)
     sb_config_free(&c);
 }
 
+/* --rebalance*: defaults, ranges, and an interval no shorter than the heartbeat (the default follows it). */
+static void test_rebalance_settings(void **state)
+{
+    (void)state;
+    sb_config_t c;
+    assert_int_equal(parse(&c, NOARGS, NULL), 0);
+    assert_int_equal(c.rebalance, 1);
+    assert_int_equal(c.rebalance_interval_ms, 10000);
+    assert_int_equal(c.rebalance_threshold, 20);
+    assert_int_equal(c.rebalance_rate, 20);
+    sb_config_free(&c);
+
+    assert_int_equal(parse(&c, ARGV("--rebalance", "off", "--rebalance-interval", "30s", "--rebalance-threshold", "50",
+                                    "--rebalance-rate", "5"),
+                           NULL),
+                     0);
+    assert_int_equal(c.rebalance, 0);
+    assert_int_equal(c.rebalance_interval_ms, 30000);
+    assert_int_equal(c.rebalance_threshold, 50);
+    assert_int_equal(c.rebalance_rate, 5);
+    sb_config_free(&c);
+    assert_int_equal(parse(&c, NOARGS, ENVP("SWITCHBOARD_REBALANCE=on", "SWITCHBOARD_REBALANCE_INTERVAL=1s")), 0);
+    assert_int_equal(c.rebalance, 1);
+    assert_int_equal(c.rebalance_interval_ms, 1000);
+    sb_config_free(&c);
+
+    static const struct {
+        const char *flag, *value, *says;
+    } bad[] = {{"--rebalance", "maybe", "--rebalance"},
+               {"--rebalance-interval", "999ms", "1000ms"},
+               {"--rebalance-interval", "2h", "3600000ms"},
+               {"--rebalance-threshold", "4", "5 to 1000"},
+               {"--rebalance-threshold", "1001", "5 to 1000"},
+               {"--rebalance-rate", "0", "1 to 100000"}};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(bad); i++) {
+        snprintf(arg_a, sizeof(arg_a), "%s=%s", bad[i].flag, bad[i].value);
+        assert_int_equal(parse(&c, ARGV(arg_a), NULL), 2);
+        assert_error_names(bad[i].flag, bad[i].says);
+        sb_config_free(&c);
+    }
+
+    /* Rounds shorter than a heartbeat would act twice on the same figures. */
+    assert_int_equal(parse(&c, ARGV("--heartbeat-interval", "5s", "--rebalance-interval", "2s"), NULL), 2);
+    assert_error_names("--rebalance-interval", "--heartbeat-interval");
+    sb_config_free(&c);
+    assert_int_equal(parse(&c, NOARGS, ENVP("SWITCHBOARD_HEARTBEAT_INTERVAL=5s", "SWITCHBOARD_REBALANCE_INTERVAL=2s")),
+                     2);
+    assert_error_names("SWITCHBOARD_REBALANCE_INTERVAL", "--heartbeat-interval");
+    sb_config_free(&c);
+    assert_int_equal(parse(&c, ARGV("--heartbeat-interval", "30s"), NULL), 0); /* the default follows */
+    assert_int_equal(c.rebalance_interval_ms, 30000);
+    sb_config_free(&c);
+    assert_int_equal(parse(&c, ARGV("--heartbeat-interval", "5s", "--rebalance-interval", "2s", "--rebalance", "off"),
+                           NULL),
+                     0); /* off: nothing to check */
+    sb_config_free(&c);
+}
+
 static void test_rates(void **state)
 {
     (void)state;
@@ -934,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_free_releases_everything),
         cmocka_unit_test(test_rates),
+        cmocka_unit_test(test_rebalance_settings),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

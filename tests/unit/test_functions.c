@@ -795,6 +795,48 @@ static void test_node_sockets_purge(void **state)
     freeReplyObject(r);
 }
 
+/* sb_node_loads: live nodes only (recent heartbeat and hash present), draining ones left out, counts as integers. */
+static void test_node_loads(void **state)
+{
+    (void)state;
+    const char *beat_keys[] = {"sb:{node:n1}", "sb:nodes"};
+    const char *b1[] = {"sb:", "n1", "100000", "3000", "connections", "20", "draining", "0"};
+    redisReply *r = fcall("sb_node_beat", 2, beat_keys, SB_ARRAY_SIZE(b1), b1);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    const char *beat2_keys[] = {"sb:{node:n2}", "sb:nodes"};
+    const char *b2[] = {"sb:", "n2", "100500", "3000", "connections", "7"}; /* an older node: no draining field */
+    freeReplyObject(fcall("sb_node_beat", 2, beat2_keys, SB_ARRAY_SIZE(b2), b2));
+    const char *beat3_keys[] = {"sb:{node:n3}", "sb:nodes"};
+    const char *b3[] = {"sb:", "n3", "100500", "3000", "connections", "30", "draining", "1"};
+    freeReplyObject(fcall("sb_node_beat", 2, beat3_keys, SB_ARRAY_SIZE(b3), b3));
+    /* n4: listed with an old heartbeat (dead, not reaped yet); n5: listed but its hash expired. */
+    freeReplyObject(cmd("ZADD sb:nodes 90000 n4 100400 n5"));
+    freeReplyObject(cmd("HSET sb:{node:n4} id n4 connections 99"));
+
+    const char *keys[] = {"sb:nodes"};
+    const char *args[] = {"sb:", "101000", "3000"};
+    r = fcall("sb_node_loads", 1, keys, SB_ARRAY_SIZE(args), args);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 4);
+    assert_string_equal(r->element[0]->str, "n1");
+    assert_int_equal(r->element[1]->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->element[1]->integer, 20);
+    assert_string_equal(r->element[2]->str, "n2");
+    assert_int_equal(r->element[3]->integer, 7);
+    freeReplyObject(r);
+
+    /* Read-only: callable with FCALL_RO (a replica can answer it). */
+    r = cmd("FCALL_RO sb_node_loads 1 sb:nodes sb: 101000 3000");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+
+    const char *bad_key[] = {"sb:other"};
+    fcall_err("sb_node_loads", 1, bad_key, SB_ARRAY_SIZE(args), args, "ERR sb_node_loads: KEYS[1]");
+    const char *bad_ttl[] = {"sb:", "101000", "0"};
+    fcall_err("sb_node_loads", 1, keys, SB_ARRAY_SIZE(bad_ttl), bad_ttl, "ERR sb_node_loads: ARGV[3]");
+}
+
 /* A server without FUNCTION (Redis 6 is emulated by renaming the commands
  * away) must give the plain "Redis 7 or newer is required" answer. */
 static void test_old_redis(void **state)
@@ -831,6 +873,7 @@ int main(void)
         cmocka_unit_test_setup(test_disconnect, test_setup),
         cmocka_unit_test_setup(test_node_sockets_purge, test_setup),
         cmocka_unit_test_setup(test_recovery, test_setup),
+        cmocka_unit_test_setup(test_node_loads, test_setup),
         cmocka_unit_test(test_old_redis),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
