@@ -307,3 +307,65 @@ int sb_store_ratelimit(sb_worker_t *w, const char *kind, const char *id, const s
     rate_args(&b, r, rate);
     return call_limited(w, "sb_ratelimit", cb, data, b.argc, b.argv, b.lens);
 }
+
+typedef struct reply_call {
+    sb_worker_t *w;
+    double started;
+    sb_store_reply_cb cb;
+    void *data;
+} reply_call_t;
+
+static void on_raw_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    reply_call_t *c = data;
+    call_t probe = {.w = c->w, .started = c->started};
+    observe(&probe, reply);
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+        sb_log(SB_LOG_WARN, "redis call failed", "call", "sb_inbox_read", "error",
+               reply != NULL ? reply->str : err != NULL ? err : "unknown", NULL);
+    c->cb(c->w, reply, c->data);
+    free(c);
+}
+
+int sb_store_inbox_read(sb_worker_t *w, const char *user, const char *nsp, const char *after, unsigned count,
+                        sb_store_reply_cb cb, void *data)
+{
+    char key[KEYLEN], n[24], age[24];
+    if (!sb_key(w, key, sizeof(key), "{user:%s}:inbox", user))
+        return SB_ETOOBIG;
+    snprintf(n, sizeof(n), "%u", count);
+    snprintf(age, sizeof(age), "%" PRIu64, w->cfg->inbox_max_age_ms);
+    argv_builder_t b = {.argc = 0};
+    args(&b, "FCALL");
+    args(&b, "sb_inbox_read");
+    args(&b, "1");
+    args(&b, key);
+    args(&b, w->cfg->redis_prefix);
+    args(&b, user);
+    args(&b, nsp);
+    args(&b, after);
+    args(&b, n);
+    args(&b, age);
+    reply_call_t *c = malloc(sizeof(*c));
+    if (c == NULL)
+        return SB_ENOMEM;
+    c->w = w;
+    c->started = sb_seconds();
+    c->cb = cb;
+    c->data = data;
+    int rv = sb_redis_commandargv(w->cmd, on_raw_reply, c, 0, b.argc, b.argv, b.lens);
+    if (rv != 0)
+        free(c);
+    return rv;
+}
+
+int sb_store_inbox_del(sb_worker_t *w, const char *user, const char *id)
+{
+    char key[KEYLEN];
+    if (!sb_key(w, key, sizeof(key), "{user:%s}:inbox", user))
+        return SB_ETOOBIG;
+    const char *argv[] = {"XDEL", key, id};
+    size_t lens[] = {4, strlen(key), strlen(id)};
+    return call(w, "XDEL inbox", NULL, NULL, 3, argv, lens);
+}

@@ -53,6 +53,9 @@ typedef struct sb_server_metrics {
     sb_metric_t *rest[3]; /* 2xx, 4xx, 5xx */
     sb_metric_t *auth_failures;
     sb_metric_t *accept_paused;
+    /* durable emits (CONTRACT section 6): inbox entries written, delivered to sockets, acked by clients, and
+     * dropped by the inbox bounds (0 maxlen, 1 age) */
+    sb_metric_t *durable_stored, *durable_delivered, *durable_acked, *inbox_dropped[2];
 } sb_server_metrics_t;
 typedef struct sb_worker sb_worker_t;
 
