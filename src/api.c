@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include "switchboard/api.h"
+#include "switchboard/durable.h"
 #include "switchboard/log.h"
 #include "switchboard/rebalance.h"
 #include "switchboard/session.h"
@@ -397,6 +398,29 @@ static int check_bool(json_t *o, const char *field, verr_t *e)
     return 0;
 }
 
+/* A durable emit is stored per user (CONTRACT §6): users only, and never volatile. Called after the generic
+ * checks, so every field present has its type. */
+static int validate_durable(json_t *o, verr_t *e)
+{
+    static const char *const targets[] = {"rooms", "sockets", "except_rooms", "except_sockets"};
+    int p;
+    for (size_t i = 0; i < SB_ARRAY_SIZE(targets); i++) {
+        if (names(o, targets[i], &p, e) == 0 && p) {
+            char m[160];
+            snprintf(m, sizeof(m), "a durable emit targets users only: remove \"%s\" or durable", targets[i]);
+            return fail(e, "durable", m);
+        }
+    }
+    if (json_is_true(json_object_get(o, "volatile")))
+        return fail(e, "durable", "an emit cannot be both durable and volatile");
+    json_t *users = json_object_get(o, "users");
+    if (!json_is_array(users) || json_array_size(users) == 0)
+        return fail(e, "durable", "a durable emit needs a non-empty \"users\" list (it is kept in their inboxes)");
+    if (json_array_size(users) > SB_DURABLE_MAX_USERS)
+        return fail(e, "users", "a durable emit targets at most 1000 users");
+    return 0;
+}
+
 static int validate_emit(const sb_config_t *cfg, json_t *o, verr_t *e)
 {
     static const char *const allowed[] = {"namespace", "event", "args", "rooms", "users", "sockets", "except_rooms",
@@ -407,7 +431,7 @@ static int validate_emit(const sb_config_t *cfg, json_t *o, verr_t *e)
         names(o, "except_sockets", &p, e) || check_bool(o, "volatile", e) || check_bool(o, "durable", e))
         return SB_EINVAL;
     if (json_is_true(json_object_get(o, "durable")))
-        return fail(e, "durable", "durable delivery is not available in this version");
+        return validate_durable(o, e);
     return 0;
 }
 
@@ -494,6 +518,89 @@ int sb_api_validate(const sb_config_t *cfg, const char *op, const char *body, si
 
 /* ---- bus writes ------------------------------------------------------------------------------------------------ */
 
+/* A durable emit (validated): FCALL sb_emit_durable writes every user's inbox entry and the bus entry in one
+ * step; its reply is {bus id, dropped by maxlen, dropped by age, users that dropped} (see bus_written_id). */
+static int fcall_durable(api_call_t *c, size_t idx, json_t *msg, const char *text)
+{
+    json_t *users = json_object_get(msg, "users"), *a = json_object_get(msg, "args");
+    size_t n = json_array_size(users);
+    if (n == 0 || n > SB_DURABLE_MAX_USERS)
+        return SB_EINVAL;
+    char *argtext = json_is_array(a) ? json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER) : strdup("[]");
+    size_t argc = 10 + n;
+    const char **argv = calloc(argc, sizeof(*argv));
+    size_t *lens = calloc(argc, sizeof(*lens));
+    char (*keys)[600] = calloc(n + 1, sizeof(*keys));
+    char nkeys[24], maxlen[24], age[24];
+    int rv = SB_ENOMEM;
+    if (argtext == NULL || argv == NULL || lens == NULL || keys == NULL)
+        goto out;
+    rv = SB_ETOOBIG;
+    if (!sb_key(c->w, keys[0], sizeof(keys[0]), "bus"))
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (!sb_key(c->w, keys[i + 1], sizeof(keys[0]), "{user:%s}:inbox", json_string_value(json_array_get(users, i))))
+            goto out;
+    snprintf(nkeys, sizeof(nkeys), "%zu", n + 1);
+    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, c->w->cfg->inbox_maxlen);
+    snprintf(age, sizeof(age), "%" PRIu64, c->w->cfg->inbox_max_age_ms);
+    size_t k = 0;
+    argv[k++] = "FCALL";
+    argv[k++] = "sb_emit_durable";
+    argv[k++] = nkeys;
+    for (size_t i = 0; i <= n; i++)
+        argv[k++] = keys[i];
+    argv[k++] = c->w->cfg->redis_prefix;
+    argv[k++] = text;
+    argv[k++] = argtext;
+    argv[k++] = maxlen;
+    argv[k++] = age;
+    lens_of(argv, lens, (int)k);
+    rv = call_redis(c, idx, (int)k, argv, lens);
+out:
+    free(argtext);
+    free(argv);
+    free(lens);
+    free(keys);
+    return rv;
+}
+
+/* The bus entry id of a write's reply: a plain XADD answers the id, sb_emit_durable an array that also counts
+ * what was stored and what the inbox bounds dropped (counted and logged here, where the drop happens). */
+static int bus_written_id(api_call_t *c, const redisReply *reply, const char **id, size_t *len)
+{
+    if (reply == NULL)
+        return 0;
+    if (reply->type == REDIS_REPLY_STRING) {
+        *id = reply->str;
+        *len = reply->len;
+        return 1;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 5 || reply->element[0]->type != REDIS_REPLY_STRING)
+        return 0;
+    for (size_t i = 1; i < 5; i++)
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER)
+            return 0;
+    *id = reply->element[0]->str;
+    *len = reply->element[0]->len;
+    sb_worker_t *w = c->w;
+    long long by_len = reply->element[1]->integer, by_age = reply->element[2]->integer;
+    sb_metric_add(SB_M(w)->durable_stored, w->idx, (double)reply->element[4]->integer);
+    if (by_len > 0)
+        sb_metric_add(SB_M(w)->inbox_dropped[0], w->idx, (double)by_len);
+    if (by_age > 0)
+        sb_metric_add(SB_M(w)->inbox_dropped[1], w->idx, (double)by_age);
+    if (by_len > 0 || by_age > 0) {
+        char users[24], l[24], a[24];
+        snprintf(users, sizeof(users), "%lld", reply->element[3]->integer);
+        snprintf(l, sizeof(l), "%lld", by_len);
+        snprintf(a, sizeof(a), "%lld", by_age);
+        sb_log(SB_LOG_WARN, "durable emit dropped old inbox entries", "users", users, "dropped_maxlen", l,
+               "dropped_age", a, NULL);
+    }
+    return 1;
+}
+
 static int xadd_bus(api_call_t *c, size_t idx, const char *op, json_t *msg)
 {
     char key[600];
@@ -503,6 +610,11 @@ static int xadd_bus(api_call_t *c, size_t idx, const char *op, json_t *msg)
     char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (text == NULL)
         return SB_ENOMEM;
+    if (strcmp(op, "emit") == 0 && json_is_true(json_object_get(msg, "durable"))) {
+        int drv = fcall_durable(c, idx, msg, text);
+        free(text);
+        return drv;
+    }
     const char *argv[] = {"XADD", key, "*", "op", op, "msg", text};
     size_t lens[7];
     lens_of(argv, lens, 7);
@@ -514,7 +626,9 @@ static int xadd_bus(api_call_t *c, size_t idx, const char *op, json_t *msg)
 static void on_bus_written(api_call_t *c, redisReply *reply, const char *err, size_t idx)
 {
     (void)idx;
-    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+    const char *id = NULL;
+    size_t idlen = 0;
+    if (!bus_written_id(c, reply, &id, &idlen)) {
         call_answer(c, 503,
                     error_body("unavailable", reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
                                               : err != NULL                                 ? err
@@ -522,20 +636,22 @@ static void on_bus_written(api_call_t *c, redisReply *reply, const char *err, si
                                NULL));
         return;
     }
-    call_answer(c, 202, json_pack("{s:s#}", "id", reply->str, (int)reply->len));
+    call_answer(c, 202, json_pack("{s:s#}", "id", id, (int)idlen));
 }
 
 static void on_batch_written(api_call_t *c, redisReply *reply, const char *err, size_t idx)
 {
     json_t *r;
-    if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+    const char *id = NULL;
+    size_t idlen = 0;
+    if (!bus_written_id(c, reply, &id, &idlen))
         r = json_pack("{s:i,s:o}", "status", 503, "error",
                       json_pack("{s:s,s:s}", "code", "unavailable", "message",
                                 reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
                                 : err != NULL                                     ? err
                                                                                   : "redis error"));
     else
-        r = json_pack("{s:i,s:s#}", "status", 202, "id", reply->str, (int)reply->len);
+        r = json_pack("{s:i,s:s#}", "status", 202, "id", id, (int)idlen);
     json_array_set_new(c->results, idx, r);
     if (c->pending == 0)
         call_answer(c, 200, json_pack("{s:O}", "results", c->results));

@@ -112,6 +112,12 @@ static const opt_t opts[] = {
      "How long one XREAD on the bus waits for new entries (must be > 0: 0 would block forever).", NULL},
     {"bus-count", K_COUNT, 0, OFF(bus_count), 1, 100000, NULL, NULL, "N", "256",
      "Maximum bus entries read per XREAD.", NULL},
+    {"inbox-maxlen", K_COUNT, 0, OFF(inbox_maxlen), 1, 1000000, NULL, NULL, "N", "1000",
+     "Entries kept in one user's durable inbox; a durable emit to a full inbox drops the oldest (counted, logged).",
+     NULL},
+    {"inbox-max-age", K_DUR, 0, OFF(inbox_max_age_ms), 1000, 365 * MS_DAY, NULL, NULL, "DURATION", "24h",
+     "How long an unacknowledged durable emit is kept in a user's inbox (older ones are dropped, counted, logged).",
+     NULL},
     {"heartbeat-interval", K_DUR, 0, OFF(heartbeat_interval_ms), 100, 10 * MS_MINUTE, NULL, NULL, "DURATION", "1s",
      "How often the node writes its heartbeat and figures to Redis (a node silent for 3 beats is reaped by the "
      "others) and each worker checks the Functions library (reloading it when Redis lost it).",
@@ -1053,6 +1059,8 @@ void sb_config_init(sb_config_t *cfg)
     cfg->bus_maxlen = 100000;
     cfg->bus_block_ms = 5000;
     cfg->bus_count = 256;
+    cfg->inbox_maxlen = 1000;
+    cfg->inbox_max_age_ms = 24 * MS_HOUR;
     cfg->heartbeat_interval_ms = 1000;
     cfg->rebalance = 1;
     cfg->rebalance_interval_ms = 10000;

@@ -183,6 +183,22 @@ static int register_metrics(sb_server_t *s)
     m->accept_paused = sb_metrics_series(r, SB_COUNTER, "switchboard_accept_paused_total",
                                          "Times a worker stopped accepting for 100 ms: out of file descriptors.", NULL,
                                          NULL, 0);
+    m->durable_stored = sb_metrics_series(r, SB_COUNTER, "switchboard_durable_stored_total",
+                                          "Durable emits written to user inboxes (one per user).", NULL, NULL, 0);
+    m->durable_delivered = sb_metrics_series(r, SB_COUNTER, "switchboard_durable_delivered_total",
+                                             "Durable emits written to client sockets (live and from the inbox).",
+                                             NULL, NULL, 0);
+    m->durable_acked = sb_metrics_series(r, SB_COUNTER, "switchboard_durable_acked_total",
+                                         "Durable emits acknowledged by a client (removed from the inbox).", NULL,
+                                         NULL, 0);
+    static const char *inbox_drops[] = {"maxlen", "age"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(labels, sizeof(labels), "reason=\"%s\"", inbox_drops[i]);
+        m->inbox_dropped[i] = sb_metrics_series(r, SB_COUNTER, "switchboard_inbox_dropped_total",
+                                                "Durable emits dropped from user inboxes by --inbox-maxlen or "
+                                                "--inbox-max-age (each drop is also logged).",
+                                                labels, NULL, 0);
+    }
     m->auth_failures = sb_metrics_series(r, SB_COUNTER, "switchboard_auth_failures_total",
                                          "Tokens refused (connect and $refresh) and bad dashboard keys.", NULL, NULL,
                                          0);

@@ -17,6 +17,7 @@
 #include <string.h>
 #include "switchboard/api.h"
 #include "switchboard/auth.h"
+#include "switchboard/durable.h"
 #include "switchboard/engineio.h"
 #include "switchboard/log.h"
 #include "switchboard/session.h"
@@ -62,8 +63,9 @@ typedef struct pending_ack {
  * answer is XADDed to reply_to with request_id. */
 typedef struct server_ack {
     int64_t id;
-    char *reply_to;
+    char *reply_to;   /* NULL for a durable emit */
     char *request_id;
+    char *inbox_id;   /* a durable emit: the user's inbox entry deleted when the client acks */
     sb_socket_t *sock;
     h2o_timeout_entry_t timer;
     h2o_linklist_t link;
@@ -120,6 +122,7 @@ struct sb_socket {
     uint64_t gen;        /* the incarnation in Redis (sb_recover increments it) */
     recovery_t *rec;     /* NULL unless connecting with recovery on, or replaying */
     int unregistered;    /* its Redis state is not ours (a refused recovery): closing it writes nothing there */
+    struct durable_sock *durable; /* durable emits: allocated while the connect read runs or once one is delivered */
 };
 
 struct sio_conn {
@@ -227,6 +230,7 @@ static void sock_unref(sb_socket_t *s)
 {
     if (--s->refs == 0) {
         free(s->pending_disconnect);
+        free(s->durable);
         if (s->claims != NULL) {
             sb_claims_free(s->claims);
             free(s->claims);
@@ -298,6 +302,7 @@ static void sack_free(server_ack_t *a)
     a->sock->nsacks--;
     free(a->reply_to);
     free(a->request_id);
+    free(a->inbox_id);
     free(a);
 }
 
@@ -315,6 +320,8 @@ static void reply_done(sb_redis_t *r, redisReply *reply, const char *err, void *
         sb_log(SB_LOG_WARN, "writing an ack reply failed", "error", reply != NULL ? reply->str : err, NULL);
 }
 
+static void durable_acked(sb_socket_t *s, server_ack_t *a);
+
 /* The client answered an event the server sent with an ack id. */
 static void handle_client_ack(sb_socket_t *s, sb_sio_packet_t *p)
 {
@@ -328,6 +335,11 @@ static void handle_client_ack(sb_socket_t *s, sb_sio_packet_t *p)
     }
     if (a == NULL) {
         sb_log(SB_LOG_DEBUG, "client ack for an unknown or expired id ignored", "socket", s->id, NULL);
+        return;
+    }
+    if (a->inbox_id != NULL) {
+        durable_acked(s, a);
+        sack_free(a);
         return;
     }
     char *args = json_dumps(p->data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
@@ -554,6 +566,7 @@ static void connected(sb_socket_t *s)
         socket_close(s, s->pending_disconnect);
     }
 }
+static void durable_on_connected(sb_socket_t *s);
 
 static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *data)
 {
@@ -583,6 +596,8 @@ static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *d
                 free(s->rec); /* the pid went out: nothing more to keep per connection */
                 s->rec = NULL;
             }
+            if (s->state == SOCK_CONNECTED)
+                durable_on_connected(s);
         }
     }
     sock_unref(s);
@@ -845,6 +860,8 @@ static void recovered_cb(sb_worker_t *w, const redisReply *reply, void *data)
         sb_eio_close(s->sc->eio, "transport error"); /* out of memory: the client comes back and tries again */
     else if (s->state == SOCK_CONNECTED && s->rec != NULL)
         replay_step(s);
+    if (s->state == SOCK_CONNECTED)
+        durable_on_connected(s); /* the inbox is not part of the bus replay: read it as on any connect */
     sock_unref(s);
 }
 
@@ -2142,6 +2159,9 @@ static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const
     sb_metric_inc(SB_M(s->w)->deliveries, s->w->idx);
 }
 
+static int durable_apply(sb_worker_t *w, json_t *msg, const char *nsp, const char *event, json_t *args,
+                         const sb_bus_entry_t *e, const char **why);
+
 int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, const char **why)
 {
     const char *nsp = msg_nsp(w, msg, why);
@@ -2167,6 +2187,8 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
     sb_socket_t *rs = w->replay_sock;
     if (rs != NULL && !rs->rec->fresh && (is_volatile || with_ack || (e != NULL && e->inbox != NULL)))
         return 0;
+    if (e != NULL && e->inbox != NULL) /* a durable emit: per-socket ack ids, never a recovery offset */
+        return durable_apply(w, msg, nsp, json_string_value(event), args, e, why);
     target_vec_t v = {0};
     if (collect_targets(w, msg, nsp, 1, 1, &v, why) != 0)
         return SB_EINVAL;
@@ -2411,4 +2433,214 @@ void sb_session_worker_free(sb_worker_t *w)
 {
     sb_map_free(&w->rooms);
     sb_map_free(&w->sockets);
+}
+
+/* ---- durable emits (CONTRACT §6) ----------------------------------------------------------------------------------
+ *
+ * A durable emit sits in each target user's inbox stream until a client of that user acks it. Live: the bus entry's
+ * `inbox` field names each user's inbox entry; every local socket of a listed user gets the event with a server ack
+ * id, and the ack deletes the inbox entry (XDEL, pipelined). On connect the socket reads its user's inbox for its
+ * namespace, oldest first, in pages (sb_inbox_read).
+ *
+ * No entry twice to one socket: a socket remembers the highest inbox id it was given (`last`) and skips live entries
+ * at or below it. While the connect read is in flight a live entry may or may not be in its result; instead of
+ * holding such entries, the socket only notes that one came (`again`) and reads the inbox once more after the last
+ * id it read: the inbox holds them anyway, in order, so nothing is buffered per socket and nothing is lost. Ids of
+ * one inbox grow monotonically, so an entry written after a read is always above what that read returned.
+ * A socket that is still CONNECTING ignores live entries: its read starts after the entry was written. */
+
+typedef struct durable_sock {
+    sb_stream_id_t last; /* highest inbox id delivered to this socket; {0,0}: none */
+    int reading;         /* the connect read is in flight */
+    int again;           /* a live durable entry arrived during the read: read once more */
+} durable_sock_t;
+
+typedef struct durable_read {
+    sb_socket_t *sock; /* holds a reference */
+    char after[SB_DURABLE_ID_MAX + 1];
+} durable_read_t;
+
+static durable_sock_t *durable_of(sb_socket_t *s)
+{
+    if (s->durable == NULL)
+        s->durable = calloc(1, sizeof(*s->durable));
+    return s->durable;
+}
+
+/* Sends one durable event with a server ack id; 0, or <0 when it was not sent (the entry stays in the inbox and
+ * comes again at the next connect). */
+static int durable_send(sb_socket_t *s, const char *event, json_t *args, const sb_stream_id_t *inbox_id)
+{
+    if (s->state != SOCK_CONNECTED || s->sc == NULL || s->sc->eio == NULL)
+        return SB_EAGAIN;
+    if (s->nsacks >= MAX_PENDING_ACKS) {
+        sb_log(SB_LOG_WARN, "durable emit not delivered now: too many unacknowledged events (kept in the inbox)",
+               "socket", s->id, NULL);
+        return SB_ETOOBIG;
+    }
+    char id[SB_DURABLE_ID_MAX + 1];
+    server_ack_t *a = calloc(1, sizeof(*a));
+    if (a == NULL || sb_durable_id_format(inbox_id, id, sizeof(id)) == 0 || (a->inbox_id = strdup(id)) == NULL) {
+        free(a);
+        return SB_ENOMEM;
+    }
+    a->id = s->next_ack_id++;
+    a->sock = s;
+    sb_sio_encoded_t enc;
+    memset(&enc, 0, sizeof(enc));
+    if (sb_sio_encode_event(&enc, s->nsp, event, args, a->id) != 0) {
+        sb_sio_encoded_clear(&enc);
+        free(a->inbox_id);
+        free(a);
+        return SB_EINVAL;
+    }
+    /* No timer: the ack is awaited as long as the socket lives (a late ack still removes the entry); the count is
+     * bounded by MAX_PENDING_ACKS. */
+    h2o_linklist_insert(&s->sacks, &a->link);
+    s->nsacks++;
+    send_encoded(s, &enc);
+    sb_sio_encoded_clear(&enc);
+    atomic_fetch_add(&s->w->stats.deliveries, 1);
+    sb_metric_inc(SB_M(s->w)->deliveries, s->w->idx);
+    sb_metric_inc(SB_M(s->w)->durable_delivered, s->w->idx);
+    return 0;
+}
+
+static void durable_acked(sb_socket_t *s, server_ack_t *a)
+{
+    if (sb_store_inbox_del(s->w, s->user, a->inbox_id) == 0)
+        sb_metric_inc(SB_M(s->w)->durable_acked, s->w->idx);
+    else
+        sb_log(SB_LOG_WARN, "durable ack not written: redis unavailable (the event comes again)", "socket", s->id,
+               NULL);
+}
+
+static void durable_read_next(sb_socket_t *s, const char *after);
+
+static void durable_read_done(sb_worker_t *w, const redisReply *reply, void *data)
+{
+    durable_read_t *rd = data;
+    sb_socket_t *s = rd->sock;
+    durable_sock_t *ds = s->durable;
+    int ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 3 &&
+             (reply->elements - 3) % 3 == 0 && reply->element[0]->type == REDIS_REPLY_INTEGER &&
+             reply->element[1]->type == REDIS_REPLY_STRING && reply->element[2]->type == REDIS_REPLY_INTEGER;
+    if (s->state != SOCK_CONNECTED || ds == NULL || !ok) {
+        if (ds != NULL)
+            ds->reading = 0;
+        if (s->state == SOCK_CONNECTED && !ok)
+            sb_log(SB_LOG_WARN, "inbox read failed: durable events wait for the next connect", "socket", s->id, NULL);
+        free(rd);
+        sock_unref(s);
+        return;
+    }
+    long long dropped = reply->element[0]->integer;
+    if (dropped > 0) {
+        char n[24];
+        snprintf(n, sizeof(n), "%lld", dropped);
+        sb_metric_add(SB_M(w)->inbox_dropped[1], w->idx, (double)dropped);
+        sb_log(SB_LOG_WARN, "inbox entries older than --inbox-max-age dropped", "users", "1", "dropped_age", n,
+               NULL);
+    }
+    for (size_t i = 3; i + 2 < reply->elements; i += 3) {
+        const redisReply *id = reply->element[i], *ev = reply->element[i + 1], *ar = reply->element[i + 2];
+        sb_stream_id_t sid;
+        if (id->type != REDIS_REPLY_STRING || ev->type != REDIS_REPLY_STRING || ar->type != REDIS_REPLY_STRING ||
+            sb_durable_id_parse(id->str, id->len, &sid) != 0 || sb_durable_id_cmp(&sid, &ds->last) <= 0)
+            continue;
+        json_t *args = json_loadb(ar->str, ar->len, JSON_ALLOW_NUL, NULL);
+        char *event = strndup(ev->str, ev->len);
+        if (json_is_array(args) && event != NULL && durable_send(s, event, args, &sid) == 0)
+            ds->last = sid;
+        free(event);
+        json_decref(args);
+    }
+    const redisReply *scanned = reply->element[1];
+    if (scanned->len > 0 && scanned->len < sizeof(rd->after)) {
+        memcpy(rd->after, scanned->str, scanned->len);
+        rd->after[scanned->len] = '\0';
+    }
+    int more = reply->element[2]->integer != 0 || ds->again;
+    ds->again = 0;
+    if (more && s->state == SOCK_CONNECTED) {
+        durable_read_next(s, rd->after);
+    } else {
+        ds->reading = 0;
+        if (ds->last.ms == 0 && ds->last.seq == 0) { /* nothing delivered: keep no state for this socket */
+            free(ds);
+            s->durable = NULL;
+        }
+    }
+    free(rd);
+    sock_unref(s);
+}
+
+static void durable_read_next(sb_socket_t *s, const char *after)
+{
+    durable_read_t *rd = calloc(1, sizeof(*rd));
+    if (rd == NULL) {
+        s->durable->reading = 0;
+        return;
+    }
+    rd->sock = s;
+    snprintf(rd->after, sizeof(rd->after), "%s", after);
+    s->refs++;
+    if (sb_store_inbox_read(s->w, s->user, s->nsp, rd->after, SB_DURABLE_READ_COUNT, durable_read_done, rd) != 0) {
+        sb_log(SB_LOG_WARN, "inbox read not sent: durable events wait for the next connect", "socket", s->id, NULL);
+        s->refs--;
+        s->durable->reading = 0;
+        free(rd);
+    }
+}
+
+/* Hook of connect_done: the CONNECT answer is out, now deliver what waits in the user's inbox. Anonymous sockets
+ * are skipped: their user is their brand-new socket id, whose inbox is empty. */
+static void durable_on_connected(sb_socket_t *s)
+{
+    if (s->claims == NULL || s->admin)
+        return;
+    durable_sock_t *ds = durable_of(s);
+    if (ds == NULL)
+        return;
+    ds->reading = 1;
+    durable_read_next(s, "0-0");
+}
+
+/* Hook of sb_session_apply_emit for a bus entry with an `inbox` field. */
+static int durable_apply(sb_worker_t *w, json_t *msg, const char *nsp, const char *event, json_t *args,
+                         const sb_bus_entry_t *e, const char **why)
+{
+    json_t *inbox = json_loadb(e->inbox, e->inboxlen, JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(inbox)) {
+        json_decref(inbox);
+        *why = "inbox";
+        return SB_EINVAL;
+    }
+    target_vec_t v = {0};
+    if (collect_targets(w, msg, nsp, 0, 0, &v, why) != 0) {
+        json_decref(inbox);
+        return SB_EINVAL;
+    }
+    json_t *empty = args == NULL ? json_array() : NULL;
+    for (size_t i = 0; i < v.count; i++) {
+        sb_socket_t *s = v.items[i];
+        sb_stream_id_t id;
+        if (s->state != SOCK_CONNECTED || s->admin || sb_durable_inbox_id(inbox, s->user, &id) != 0)
+            continue; /* a connecting socket reads its inbox once connected, which holds this entry */
+        durable_sock_t *ds = durable_of(s);
+        if (ds == NULL)
+            continue; /* out of memory: the entry stays in the inbox for the next connect */
+        if (ds->reading) {
+            ds->again = 1;
+            continue;
+        }
+        if (sb_durable_id_cmp(&id, &ds->last) <= 0)
+            continue; /* the connect read delivered it already */
+        if (durable_send(s, event, args != NULL ? args : empty, &id) == 0)
+            ds->last = id;
+    }
+    json_decref(empty);
+    json_decref(inbox);
+    free(v.items);
+    return 0;
 }

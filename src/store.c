@@ -403,3 +403,35 @@ int sb_store_ratelimit(sb_worker_t *w, const char *kind, const char *id, const s
     rate_args(&b, r, rate);
     return call_limited(w, "sb_ratelimit", cb, data, b.argc, b.argv, b.lens);
 }
+
+int sb_store_inbox_read(sb_worker_t *w, const char *user, const char *nsp, const char *after, unsigned count,
+                        sb_store_reply_cb cb, void *data)
+{
+    char key[KEYLEN], n[24], age[24];
+    if (!sb_key(w, key, sizeof(key), "{user:%s}:inbox", user))
+        return SB_ETOOBIG;
+    snprintf(n, sizeof(n), "%u", count);
+    snprintf(age, sizeof(age), "%" PRIu64, w->cfg->inbox_max_age_ms);
+    argv_builder_t b = {.argc = 0};
+    args(&b, "FCALL");
+    args(&b, "sb_inbox_read");
+    args(&b, "1");
+    args(&b, key);
+    args(&b, w->cfg->redis_prefix);
+    args(&b, user);
+    args(&b, nsp);
+    args(&b, after);
+    args(&b, n);
+    args(&b, age);
+    return call_raw(w, "sb_inbox_read", cb, data, b.argc, b.argv, b.lens);
+}
+
+int sb_store_inbox_del(sb_worker_t *w, const char *user, const char *id)
+{
+    char key[KEYLEN];
+    if (!sb_key(w, key, sizeof(key), "{user:%s}:inbox", user))
+        return SB_ETOOBIG;
+    const char *argv[] = {"XDEL", key, id};
+    size_t lens[] = {4, strlen(key), strlen(id)};
+    return call(w, "XDEL inbox", NULL, NULL, 3, argv, lens);
+}

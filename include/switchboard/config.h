@@ -54,6 +54,8 @@ typedef struct sb_config {
     uint64_t bus_maxlen;            /* --bus-maxlen; default 100000: MAXLEN ~ of sb:bus */
     uint64_t bus_block_ms;          /* --bus-block; default 5000: XREAD BLOCK time */
     uint64_t bus_count;             /* --bus-count; default 256: XREAD COUNT */
+    uint64_t inbox_maxlen;          /* --inbox-maxlen; default 1000: entries per user inbox (durable emits) */
+    uint64_t inbox_max_age_ms;      /* --inbox-max-age; default 24h: age bound and expiry of a user inbox */
     uint64_t heartbeat_interval_ms; /* --heartbeat-interval; default 1000 */
     int rebalance;                  /* --rebalance; default true: shed connections when far above the average */
     uint64_t rebalance_interval_ms; /* --rebalance-interval; default 10000 (1 s..1 h, >= --heartbeat-interval) */

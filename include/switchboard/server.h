@@ -56,6 +56,9 @@ typedef struct sb_server_metrics {
     sb_metric_t *recoveries[3]; /* connection state recovery: recovered, refused (connected as new), failed */
     sb_metric_t *replayed;      /* bus entries replayed to recovering sockets */
     sb_metric_t *rebalance_closed;
+    /* durable emits (CONTRACT section 6): inbox entries written, delivered to sockets, acked by clients, and
+     * dropped by the inbox bounds (0 maxlen, 1 age) */
+    sb_metric_t *durable_stored, *durable_delivered, *durable_acked, *inbox_dropped[2];
 } sb_server_metrics_t;
 typedef struct sb_worker sb_worker_t;
 

@@ -50,4 +50,11 @@ int sb_store_event(sb_worker_t *w, const char *nsp, const char *sid, const char 
 int sb_store_ratelimit(sb_worker_t *w, const char *kind, const char *id, const sb_rate_t *r, sb_store_limited_cb cb,
                        void *data);
 
+/* Durable emits (lua/durable.lua). FCALL sb_inbox_read: the entries of namespace nsp in user's inbox after id `after` ("0-0": from the start),
+ * at most `count` scanned, after trimming those older than --inbox-max-age. */
+int sb_store_inbox_read(sb_worker_t *w, const char *user, const char *nsp, const char *after, unsigned count,
+                        sb_store_reply_cb cb, void *data);
+/* XDEL of one inbox entry (a client acked it); fire and forget, failures are logged. */
+int sb_store_inbox_del(sb_worker_t *w, const char *user, const char *id);
+
 #endif

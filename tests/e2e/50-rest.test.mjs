@@ -708,7 +708,7 @@ test('stats lists both nodes and the totals add up', async (t) => {
     });
     const { nodes, totals } = last.body;
     const numeric = ['connections', 'sockets', 'connects_total', 'disconnects_total', 'events_in', 'events_out',
-        'deliveries', 'bus_entries', 'dropped', 'rate_limited', 'auth_failures', 'threads'];
+        'deliveries', 'bus_entries', 'dropped', 'rate_limited', 'auth_failures', 'threads', 'draining'];
     for (const n of nodes) {
         assert.deepEqual(Object.keys(n).sort(),
             [...numeric, 'id', 'last_seen', 'started_at', 'version', 'disconnects', 'delivery_p50_ms',

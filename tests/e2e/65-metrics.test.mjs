@@ -32,6 +32,10 @@ const FAMILIES = {
     switchboard_event_loop_lag_seconds: 'histogram',
     switchboard_rest_requests_total: 'counter',
     switchboard_auth_failures_total: 'counter',
+    switchboard_durable_stored_total: 'counter',
+    switchboard_durable_delivered_total: 'counter',
+    switchboard_durable_acked_total: 'counter',
+    switchboard_inbox_dropped_total: 'counter',
     process_cpu_seconds_total: 'counter',
     process_resident_memory_bytes: 'gauge',
     process_virtual_memory_bytes: 'gauge',
@@ -48,6 +52,7 @@ const LABELLED = {
     switchboard_rate_limited_total: ['kind', ['events', 'connections', 'api', 'publish']],
     switchboard_dropped_total: ['reason', ['send_queue_full', 'volatile', 'event_not_stored', 'webhook']],
     switchboard_rest_requests_total: ['code', ['2xx', '4xx', '5xx']],
+    switchboard_inbox_dropped_total: ['reason', ['maxlen', 'age']],
 };
 
 // ---- the page ----
