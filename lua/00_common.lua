@@ -11,7 +11,8 @@
 --         not roll back the writes of a script that fails half-way.
 --
 -- Key schema (P = prefix, ARGV[1] of every Function):
---   P{sock:<sid>}             HASH id, nsp, user, node, transport, connected_at
+--   P{sock:<sid>}             HASH id, nsp, user, node, transport, connected_at, gen,
+--                                  [pid, offset] (recovery), [state=disconnected, disconnected_at]
 --   P{sock:<sid>}:rooms       SET  rooms joined explicitly plus "user:<uid>"
 --   P{room:<nsp>:<room>}      SET  socket ids
 --   P{ns:<nsp>}:rooms         SET  room names of <nsp> with at least one member
@@ -124,22 +125,50 @@ local function sb_common_room_remove(p, nsp, room, sid)
 end
 
 -- Appends one entry with the CONTRACT section 4 fields, in that order, plus
--- the extra field (auth for connect, reason for disconnect).
-local function sb_common_xadd(p, maxlen, etype, nsp, sid, uid, node, ts, extra_name, extra_value)
+-- the extra field (auth for connect, reason for disconnect), and optionally a
+-- second one (recovered for the connect of a recovered socket).
+local function sb_common_xadd(p, maxlen, etype, nsp, sid, uid, node, ts, extra_name, extra_value, x2_name, x2_value)
+    if x2_name then
+        return redis.call('XADD', sb_common_events_key(p), 'MAXLEN', '~', maxlen, '*',
+            'type', etype, 'namespace', nsp, 'socket', sid, 'user', uid,
+            'event', '', 'args', '[]', 'ack_id', '', 'node', node, 'ts', ts,
+            extra_name, extra_value, x2_name, x2_value)
+    end
     return redis.call('XADD', sb_common_events_key(p), 'MAXLEN', '~', maxlen, '*',
         'type', etype, 'namespace', nsp, 'socket', sid, 'user', uid,
         'event', '', 'args', '[]', 'ack_id', '', 'node', node, 'ts', ts,
         extra_name, extra_value)
 end
 
+-- Optional unsigned integer argument: nil when absent or empty.
+local function sb_common_opt_uint(fn, args, i, name)
+    if args[i] == nil or args[i] == '' then
+        return nil
+    end
+    return sb_common_uint(fn, args, i, name)
+end
+
 -- Removes every trace of socket sid and writes its disconnect entry.
--- Returns 0 (and writes nothing) when the socket hash does not exist, else 1.
-local function sb_common_disconnect(p, sid, reason, ts, maxlen)
+-- keep_ms > 0 (connection state recovery): the memberships, the user's and the
+-- node's socket sets lose the socket as usual (presence never lists it), but
+-- its hash and room set stay for keep_ms, marked state=disconnected, so that
+-- sb_recover can restore them. gen (optional): the incarnation the caller
+-- holds; when the socket was recovered since (its gen moved on), the caller's
+-- copy is stale and nothing is written.
+-- Returns 0 (and writes nothing) when the socket hash does not exist, is
+-- already disconnected, or is of another gen; else 1.
+local function sb_common_disconnect(p, sid, reason, ts, maxlen, keep_ms, gen)
     local sock = sb_common_sock_key(p, sid)
     if redis.call('EXISTS', sock) == 0 then
         return 0
     end
-    local f = redis.call('HMGET', sock, 'nsp', 'user', 'node')
+    local f = redis.call('HMGET', sock, 'nsp', 'user', 'node', 'gen', 'state')
+    if f[5] == 'disconnected' then
+        return 0
+    end
+    if gen and (f[4] or '0') ~= gen then
+        return 0
+    end
     local nsp = f[1] or ''
     local uid = f[2] or ''
     local node = f[3] or ''
@@ -156,7 +185,13 @@ local function sb_common_disconnect(p, sid, reason, ts, maxlen)
     if node ~= '' then
         redis.call('SREM', sb_common_node_sockets_key(p, node), sid)
     end
-    redis.call('DEL', sock, rooms_key)
+    if keep_ms and tonumber(keep_ms) > 0 then
+        redis.call('HSET', sock, 'state', 'disconnected', 'disconnected_at', ts)
+        redis.call('PEXPIRE', sock, keep_ms)
+        redis.call('PEXPIRE', rooms_key, keep_ms)
+    else
+        redis.call('DEL', sock, rooms_key)
+    end
     sb_common_xadd(p, maxlen, 'disconnect', nsp, sid, uid, node, ts, 'reason', reason)
     return 1
 end

@@ -11,9 +11,14 @@
 -- ARGV[7] ts_ms (connected_at and the entry's ts)
 -- ARGV[8] events_maxlen (>= 1, XADD MAXLEN ~)
 -- ARGV[9] auth_json (the CONNECT auth payload as JSON text; "" is stored as "{}")
--- ARGV[10..] extra rooms to join at connect (e.g. the token's "join" claim)
--- With KEYS[6] P{rl:addr:<client address>} (a connection-rate bucket), ARGV[10],
--- ARGV[11], ARGV[12] are its rate, period_ms and burst, and the rooms start at ARGV[13].
+-- ARGV[10] pid: the secret half of the private session id given to the client
+--          for connection state recovery ("" when recovery is off)
+-- ARGV[11] offset: the last bus entry id the node had applied when the socket
+--          entered its room index ("" when recovery is off); replay starts
+--          after it when a recovering client brings no offset of its own
+-- ARGV[12..] extra rooms to join at connect (e.g. the token's "join" claim)
+-- With KEYS[6] P{rl:addr:<client address>} (a connection-rate bucket), ARGV[12],
+-- ARGV[13], ARGV[14] are its rate, period_ms and burst, and the rooms start at ARGV[15].
 -- Returns 1 when recorded; 0 when the socket hash already exists (a retry):
 --         then nothing is written, in particular no second connect entry;
 --         {-1, retry_after_ms} when the address is over its connection rate
@@ -42,12 +47,20 @@ local function connect_cb(keys, args)
     if auth == '' then
         auth = '{}'
     end
-    local first_room = 10
+    local pid = args[10]
+    local offset = args[11]
+    if type(pid) ~= 'string' or type(offset) ~= 'string' then
+        sb_common_fail(fn, 'ARGV[10] (pid) and ARGV[11] (offset) are required (may be empty)')
+    end
+    if offset ~= '' and not string.match(offset, '^%d+%-%d+$') then
+        sb_common_fail(fn, 'ARGV[11] (offset) must be a stream id')
+    end
+    local first_room = 12
     local bucket = nil
     if #keys >= 6 then
-        local rate, period, burst = sb_common_bucket_params(fn, args, 10)
+        local rate, period, burst = sb_common_bucket_params(fn, args, 12)
         bucket = {keys[6], rate, period, burst}
-        first_room = 13
+        first_room = 15
     end
     for i = first_room, #args do
         sb_common_str(fn, args, i, 'room')
@@ -68,7 +81,10 @@ local function connect_cb(keys, args)
         end
     end
     redis.call('HSET', keys[1], 'id', sid, 'nsp', nsp, 'user', uid, 'node', node,
-        'transport', transport, 'connected_at', ts)
+        'transport', transport, 'connected_at', ts, 'gen', '0')
+    if pid ~= '' then
+        redis.call('HSET', keys[1], 'pid', pid, 'offset', offset)
+    end
     local user_room = sb_common_user_room(uid)
     redis.call('SADD', keys[2], user_room)
     sb_common_room_add(p, nsp, user_room, sid)

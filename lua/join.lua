@@ -21,9 +21,10 @@ local function join_cb(keys, args)
     sb_common_expect_key(fn, keys, 1, sb_common_sock_key(p, sid))
     sb_common_expect_key(fn, keys, 2, sb_common_sock_rooms_key(p, sid))
 
-    local nsp = redis.call('HGET', keys[1], 'nsp')
-    if not nsp then
-        return -1
+    local f = redis.call('HMGET', keys[1], 'nsp', 'state')
+    local nsp = f[1]
+    if not nsp or f[2] == 'disconnected' then
+        return -1 -- unknown, or kept only for recovery (never listed as a member)
     end
     local added = redis.call('SADD', keys[2], room)
     sb_common_room_add(p, nsp, room, sid)

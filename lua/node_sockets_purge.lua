@@ -6,6 +6,8 @@
 -- ARGV[4] ts_ms            ARGV[5] events_maxlen (>= 1)
 -- ARGV[6] max_count (1..10000: sockets handled by this call; a Function blocks
 --         the server while it runs, so callers loop until 0 remain)
+-- ARGV[7] keep_ms (optional): > 0 keeps each socket's state that long for
+--         connection state recovery, like sb_disconnect's keep_ms
 -- Returns how many socket ids remain in the node's set afterwards.
 -- Invariant: each socket handled is removed exactly as sb_disconnect removes
 --         it, with one disconnect entry carrying the given reason. A set member
@@ -27,6 +29,7 @@ local function node_sockets_purge_cb(keys, args)
     if tonumber(count) > SB_COMMON_PURGE_MAX then
         sb_common_fail(fn, 'ARGV[6] (max_count) must be at most ' .. SB_COMMON_PURGE_MAX)
     end
+    local keep_ms = sb_common_opt_uint(fn, args, 7, 'keep_ms')
     sb_common_expect_key(fn, keys, 1, sb_common_node_sockets_key(p, node))
 
     -- A positive count makes SRANDMEMBER return distinct members.
@@ -34,7 +37,7 @@ local function node_sockets_purge_cb(keys, args)
     for _, sid in ipairs(sids) do
         local owner = redis.call('HGET', sb_common_sock_key(p, sid), 'node')
         if owner == node then
-            sb_common_disconnect(p, sid, reason, ts, maxlen)
+            sb_common_disconnect(p, sid, reason, ts, maxlen, keep_ms)
         elseif not owner then
             -- Without the hash the namespace of its rooms is unknown; at
             -- least the orphaned room list goes.

@@ -73,8 +73,9 @@ local function query_room_info_cb(keys, args)
 end
 
 local function query_socket(p, sid)
-    local f = redis.call('HMGET', sb_common_sock_key(p, sid), 'nsp', 'user', 'node', 'transport', 'connected_at')
-    if not f[1] then
+    local f = redis.call('HMGET', sb_common_sock_key(p, sid), 'nsp', 'user', 'node', 'transport', 'connected_at',
+        'state')
+    if not f[1] or f[6] == 'disconnected' then -- kept only for recovery: not a connected socket
         return nil
     end
     local rooms = redis.call('SMEMBERS', sb_common_sock_rooms_key(p, sid))

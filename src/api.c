@@ -1384,15 +1384,17 @@ static void reaped_slice(sb_redis_t *r, redisReply *reply, const char *err, void
 static void reap_next(reap_t *rp)
 {
     sb_worker_t *w = rp->w;
-    char key[600], ts[24], maxlen[24];
+    char key[600], ts[24], maxlen[24], keep[24];
     sb_key(w, key, sizeof(key), "{node:%s}:sockets", rp->node);
     snprintf(ts, sizeof(ts), "%" PRIu64, sb_now_ms());
     snprintf(maxlen, sizeof(maxlen), "%" PRIu64, w->cfg->events_maxlen);
+    /* The dead node's clients reconnect elsewhere: their state stays for recovery (--recovery-window). */
+    snprintf(keep, sizeof(keep), "%" PRIu64, w->cfg->recovery_window_ms);
     const char *argv[] = {"FCALL", "sb_node_sockets_purge", "1", key, w->cfg->redis_prefix, rp->node,
-                          "node lost", ts, maxlen, "1000"};
-    size_t lens[10];
-    lens_of(argv, lens, 10);
-    if (sb_redis_commandargv(w->cmd, reaped_slice, rp, 0, 10, argv, lens) != 0)
+                          "node lost", ts, maxlen, "1000", keep};
+    size_t lens[11];
+    lens_of(argv, lens, 11);
+    if (sb_redis_commandargv(w->cmd, reaped_slice, rp, 0, 11, argv, lens) != 0)
         free(rp);
 }
 

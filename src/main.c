@@ -30,8 +30,10 @@ static void purge_node(const sb_server_t *s)
     snprintf(ts, sizeof(ts), "%" PRIu64, sb_now_ms());
     snprintf(maxlen, sizeof(maxlen), "%" PRIu64, s->cfg->events_maxlen);
     for (int i = 0; i < 100; i++) {
-        redisReply *r = redisCommand(c, "FCALL sb_node_sockets_purge 1 %s %s %s %s %s %s 1000", key,
-                                     s->cfg->redis_prefix, s->node_id, "server shutting down", ts, maxlen);
+        /* Kept for --recovery-window: the clients recover their sessions on the other nodes. */
+        redisReply *r = redisCommand(c, "FCALL sb_node_sockets_purge 1 %s %s %s %s %s %s 1000 %" PRIu64, key,
+                                     s->cfg->redis_prefix, s->node_id, "server shutting down", ts, maxlen,
+                                     s->cfg->recovery_window_ms);
         int more = r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer > 0;
         if (r != NULL)
             freeReplyObject(r);

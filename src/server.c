@@ -113,6 +113,17 @@ static int register_metrics(sb_server_t *s)
                                            "Socket.IO sockets connected.", labels, NULL, 0);
     }
     m->sockets = sb_metrics_series(r, SB_GAUGE, "switchboard_sockets", "Connected Socket.IO sockets.", NULL, NULL, 0);
+    static const char *outcomes[] = {"recovered", "refused", "failed"};
+    for (int o = 0; o < 3; o++) {
+        snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcomes[o]);
+        m->recoveries[o] = sb_metrics_series(r, SB_COUNTER, "switchboard_recoveries_total",
+                                             "Connection state recovery attempts (a CONNECT with a pid), by outcome: "
+                                             "recovered; refused (unknown, expired, other user, bus trimmed: "
+                                             "connected as new); failed (Redis unavailable).",
+                                             labels, NULL, 0);
+    }
+    m->replayed = sb_metrics_series(r, SB_COUNTER, "switchboard_recovery_replayed_total",
+                                    "Bus entries replayed to recovering sockets.", NULL, NULL, 0);
     for (unsigned i = 0; i < SB_REASONS; i++) {
         sb_buf_t b;
         sb_buf_init(&b, sizeof(labels));

@@ -26,6 +26,12 @@
 
 #define MAX_ROOM_KEY 1024
 #define MAX_PENDING_ACKS 1024
+/* Connection state recovery: bus entries fetched per replay round, the wait for this worker's bus reader when a
+ * client's offset is ahead of it, and how long a replay may wait for it in all. */
+#define REPLAY_BATCH 256
+#define REPLAY_RETRY_MS 20
+#define REPLAY_MAX_WAIT_MS 5000
+#define PID_SECRET_LEN 20
 
 typedef struct sb_room {
     h2o_linklist_t members; /* sb_member_t.room_link */
@@ -65,6 +71,23 @@ typedef struct server_ack {
 
 enum { SOCK_CONNECTING, SOCK_CONNECTED, SOCK_CLOSED };
 
+/* Connection state recovery of one socket, allocated only while it is needed (memory per connection is measured):
+ * from the CONNECT to its answer (the pid to hand out), and while missed bus entries are replayed. */
+typedef struct recovery {
+    char secret[PID_SECRET_LEN + 1]; /* the pid's secret half; "" when recovery is off */
+    char offset[48];                 /* CONNECT answer's offset: replay starts after it when the client has none */
+    int inflight;                    /* sb_recover is in flight: the socket's Redis state is not ours yet */
+    /* replay: bus entries after `cursor` go to this socket alone, up to this worker's bus position; live entries
+     * skip it meanwhile (the next round fetches them), so it gets each exactly once, in order. */
+    int replaying;
+    char close_reason[48]; /* a close while sb_recover was in flight, carried out when it answers */
+    char cursor[48];
+    char upto[48];
+    uint64_t deadline;
+    h2o_timeout_entry_t timer;
+    struct sb_socket *sock;
+} recovery_t;
+
 struct sb_socket {
     char id[SB_SID_LEN + 1];
     const char *nsp; /* points into the config (static for the process) */
@@ -91,6 +114,9 @@ struct sb_socket {
     h2o_linklist_t conn_link;
     uint64_t mark;
     uint64_t except_mark;
+    uint64_t gen;        /* the incarnation in Redis (sb_recover increments it) */
+    recovery_t *rec;     /* NULL unless connecting with recovery on, or replaying */
+    int unregistered;    /* its Redis state is not ours (a refused recovery): closing it writes nothing there */
 };
 
 struct sio_conn {
@@ -204,6 +230,7 @@ static void sock_unref(sb_socket_t *s)
         }
         free(s->auth);
         free(s->user);
+        free(s->rec);
         free(s);
     }
 }
@@ -361,6 +388,26 @@ unsigned sb_session_reason_index(const char *reason)
     return SB_REASONS - 1; /* a backend's own reason (bus disconnect) and the rare ones */
 }
 
+/* Disconnects that the client did not ask for keep the socket's state for --recovery-window (Socket.IO 4.6 keeps it
+ * for the same ones): it reconnects, maybe to another node, and takes its id, rooms and missed broadcasts back. */
+static int keeps_state(const char *reason)
+{
+    static const char *const kept[] = {"transport close", "transport error", "ping timeout", "server shutting down",
+                                       "server rebalancing"};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(kept); i++)
+        if (strcmp(reason, kept[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void rec_stop_replay(sb_socket_t *s)
+{
+    if (s->rec != NULL && h2o_timeout_is_linked(&s->rec->timer))
+        h2o_timeout_unlink(&s->rec->timer);
+    if (s->rec != NULL)
+        s->rec->replaying = 0;
+}
+
 /* Removes the socket locally and from Redis. */
 static void socket_close(sb_socket_t *s, const char *reason)
 {
@@ -368,6 +415,7 @@ static void socket_close(sb_socket_t *s, const char *reason)
         return;
     int was_connected = s->state == SOCK_CONNECTED;
     s->state = SOCK_CLOSED;
+    rec_stop_replay(s);
     if (s->admin) {
         if (h2o_linklist_is_linked(&s->admin_link))
             h2o_linklist_unlink(&s->admin_link);
@@ -400,9 +448,20 @@ static void socket_close(sb_socket_t *s, const char *reason)
     int wh = was_connected && s->w->webhooks != NULL ? sb_webhooks_match(s->w->webhooks, "disconnect", 1) : -1;
     if (wh >= 0)
         post_webhook(s, wh, "disconnect", "", "[]", -1, "reason", reason);
+    if (s->unregistered) {
+        sock_unref(s);
+        return;
+    }
+    if (s->rec != NULL && s->rec->inflight) {
+        /* sb_recover is in flight: whether the state is ours is known when it answers (recovered_cb). */
+        snprintf(s->rec->close_reason, sizeof(s->rec->close_reason), "%s", reason);
+        sock_unref(s);
+        return;
+    }
     /* Pipelined after the connect FCALL on the same connection, so the order holds even while connecting. */
+    uint64_t keep = s->w->cfg->recovery_window_ms > 0 && keeps_state(reason) ? s->w->cfg->recovery_window_ms : 0;
     s->refs++;
-    if (sb_store_disconnect(s->w, s->id, reason, store_done, s) != 0)
+    if (sb_store_disconnect(s->w, s->id, reason, keep, s->gen, store_done, s) != 0)
         s->refs--;
     sock_unref(s);
 }
@@ -450,6 +509,46 @@ static void send_rate_limited_connect_error(sio_conn_t *sc, const char *nsp, lon
     sb_buf_free(&b);
 }
 
+/* The socket is registered (or recovered) in Redis: answer the CONNECT, and start what follows it. */
+static void connected(sb_socket_t *s)
+{
+    sb_worker_t *w = s->w;
+    s->state = SOCK_CONNECTED;
+    atomic_fetch_add(&w->stats.sockets, 1);
+    atomic_fetch_add(&w->stats.connects, 1);
+    sb_metric_inc(SB_M(w)->connects[s->sc != NULL && s->sc->eio != NULL &&
+                                    sb_eio_transport(s->sc->eio) == SB_EIO_WEBSOCKET],
+                  w->idx);
+    sb_metric_set(SB_M(w)->sockets, w->idx, (double)atomic_load(&w->stats.sockets));
+    if (s->claims != NULL)
+        h2o_linklist_insert(&w->token_sockets, &s->exp_link);
+    sb_buf_t sio;
+    sb_buf_init(&sio, 0);
+    /* With recovery on, the answer carries the private session id (socket id and secret: only this client knows
+     * it) and the bus position replay would start after. */
+    char pid[SB_SID_LEN + 1 + PID_SECRET_LEN + 1];
+    int with_pid = s->rec != NULL && s->rec->secret[0] != '\0';
+    if (with_pid)
+        snprintf(pid, sizeof(pid), "%s.%s", s->id, s->rec->secret);
+    if (sb_sio_encode_connect(&sio, s->nsp, s->id, with_pid ? pid : NULL, with_pid ? s->rec->offset : NULL) == 0)
+        send_packet_text(s, &sio);
+    sb_buf_free(&sio);
+    sb_log(SB_LOG_DEBUG, "socket connected", "socket", s->id, "nsp", s->nsp, NULL);
+    int wh = w->webhooks != NULL ? sb_webhooks_match(w->webhooks, "connect", 1) : -1;
+    if (wh >= 0)
+        post_webhook(s, wh, "connect", "", "[]", -1, "auth", s->auth != NULL ? s->auth : "{}");
+    free(s->auth);
+    s->auth = NULL;
+    if (s->pending_disconnect != NULL) {
+        sb_buf_t dis;
+        sb_buf_init(&dis, 0);
+        if (sb_sio_encode_disconnect(&dis, s->nsp) == 0)
+            send_packet_text(s, &dis);
+        sb_buf_free(&dis);
+        socket_close(s, s->pending_disconnect);
+    }
+}
+
 static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *data)
 {
     sb_socket_t *s = data;
@@ -470,38 +569,275 @@ static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *d
                 socket_close(s, "server unavailable");
             }
         } else {
-            s->state = SOCK_CONNECTED;
-            atomic_fetch_add(&w->stats.sockets, 1);
-            atomic_fetch_add(&w->stats.connects, 1);
-            sb_metric_inc(SB_M(w)->connects[s->sc != NULL && s->sc->eio != NULL &&
-                                            sb_eio_transport(s->sc->eio) == SB_EIO_WEBSOCKET],
-                          w->idx);
-            sb_metric_set(SB_M(w)->sockets, w->idx, (double)atomic_load(&w->stats.sockets));
-            if (s->claims != NULL)
-                h2o_linklist_insert(&w->token_sockets, &s->exp_link);
-            {
-                sb_buf_t sio;
-                sb_buf_init(&sio, 0);
-                if (sb_sio_encode_connect(&sio, s->nsp, s->id, NULL, NULL) == 0)
-                    send_packet_text(s, &sio);
-                sb_buf_free(&sio);
-                sb_log(SB_LOG_DEBUG, "socket connected", "socket", s->id, "nsp", s->nsp, NULL);
-                int wh = w->webhooks != NULL ? sb_webhooks_match(w->webhooks, "connect", 1) : -1;
-                if (wh >= 0)
-                    post_webhook(s, wh, "connect", "", "[]", -1, "auth", s->auth != NULL ? s->auth : "{}");
-                free(s->auth);
-                s->auth = NULL;
-                if (s->pending_disconnect != NULL) {
-                    sb_buf_t dis;
-                    sb_buf_init(&dis, 0);
-                    if (sb_sio_encode_disconnect(&dis, s->nsp) == 0)
-                        send_packet_text(s, &dis);
-                    sb_buf_free(&dis);
-                    socket_close(s, s->pending_disconnect);
-                }
+            connected(s);
+            if (s->rec != NULL && !s->rec->replaying) {
+                free(s->rec); /* the pid went out: nothing more to keep per connection */
+                s->rec = NULL;
             }
         }
     }
+    sock_unref(s);
+}
+
+/* ---- connection state recovery ----------------------------------------------------------------------------------- */
+
+static void register_new(sb_socket_t *s, char *auth);
+
+/* A socket that never got into the map or its connection's list. */
+static void socket_free_unregistered(sb_socket_t *s)
+{
+    s->state = SOCK_CLOSED;
+    sock_unref(s);
+}
+
+/* "<ms>-<seq>", both decimal. */
+static int stream_id_parse(const char *id, size_t len, uint64_t *ms, uint64_t *seq)
+{
+    const char *dash = memchr(id, '-', len);
+    if (dash == NULL || dash == id || dash + 1 == id + len || len >= 48)
+        return SB_EINVAL;
+    uint64_t v[2] = {0, 0};
+    const char *p = id;
+    for (int k = 0; k < 2; k++) {
+        const char *end = k == 0 ? dash : id + len;
+        if (end - p > 19)
+            return SB_EINVAL;
+        for (; p < end; p++) {
+            if (*p < '0' || *p > '9')
+                return SB_EINVAL;
+            v[k] = v[k] * 10 + (uint64_t)(*p - '0');
+        }
+        p = dash + 1;
+    }
+    *ms = v[0];
+    *seq = v[1];
+    return 0;
+}
+
+static int stream_id_valid(const char *id, size_t len)
+{
+    uint64_t ms, seq;
+    return stream_id_parse(id, len, &ms, &seq) == 0;
+}
+
+/* <0, 0, >0 like strcmp; an invalid id sorts first. */
+static int stream_id_cmp(const char *a, const char *b)
+{
+    uint64_t am = 0, as = 0, bm = 0, bs = 0;
+    int ea = stream_id_parse(a, strlen(a), &am, &as), eb = stream_id_parse(b, strlen(b), &bm, &bs);
+    if (ea != 0 || eb != 0)
+        return (ea == 0) - (eb == 0);
+    if (am != bm)
+        return am < bm ? -1 : 1;
+    return as < bs ? -1 : as > bs;
+}
+
+/* pid = "<socket id>.<secret>" (what the CONNECT answer handed out). */
+static int parse_pid(const char *pid, size_t len, char sid[SB_SID_LEN + 1], char secret[PID_SECRET_LEN + 1])
+{
+    if (len != SB_SID_LEN + 1 + PID_SECRET_LEN || pid[SB_SID_LEN] != '.')
+        return SB_EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)pid[i];
+        if (i != SB_SID_LEN && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                 c == '-' || c == '_'))
+            return SB_EINVAL;
+    }
+    memcpy(sid, pid, SB_SID_LEN);
+    sid[SB_SID_LEN] = '\0';
+    memcpy(secret, pid + SB_SID_LEN + 1, PID_SECRET_LEN);
+    secret[PID_SECRET_LEN] = '\0';
+    return 0;
+}
+
+static void replay_step(sb_socket_t *s);
+
+static void replay_done(sb_socket_t *s)
+{
+    rec_stop_replay(s);
+    free(s->rec);
+    s->rec = NULL;
+}
+
+static void replay_timer_cb(h2o_timeout_entry_t *e)
+{
+    recovery_t *rec = H2O_STRUCT_FROM_MEMBER(recovery_t, timer, e);
+    sb_socket_t *s = rec->sock;
+    replay_step(s);
+}
+
+/* The missed entries (one XRANGE page): each applied to this socket alone, in order, as a live node would have. */
+static void replayed(sb_worker_t *w, const redisReply *reply, void *data)
+{
+    sb_socket_t *s = data;
+    if (s->state != SOCK_CONNECTED || s->rec == NULL || !s->rec->replaying) {
+        sock_unref(s);
+        return;
+    }
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        /* Redis failed mid-replay: drop the connection so the client reconnects and recovers again later, with
+         * the offset of what it did receive. */
+        sb_log(SB_LOG_WARN, "recovery replay failed, closing the connection", "socket", s->id, NULL);
+        if (s->sc != NULL && s->sc->eio != NULL)
+            sb_eio_close(s->sc->eio, "transport error");
+        sock_unref(s);
+        return;
+    }
+    for (size_t i = 0; i < reply->elements && s->state == SOCK_CONNECTED; i++) {
+        const redisReply *entry = reply->element[i];
+        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING ||
+            entry->element[0]->len >= sizeof(s->rec->cursor) || entry->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        const redisReply *id = entry->element[0], *fields = entry->element[1];
+        sb_bus_entry_t be = {id->str, id->len, NULL, 0, NULL, 0, NULL, 0};
+        for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+            const redisReply *name = fields->element[k], *v = fields->element[k + 1];
+            if (name->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+                continue;
+            if (name->len == 2 && memcmp(name->str, "op", 2) == 0) {
+                be.op = v->str;
+                be.oplen = v->len;
+            } else if (name->len == 3 && memcmp(name->str, "msg", 3) == 0) {
+                be.msg = v->str;
+                be.msglen = v->len;
+            } else if (name->len == 5 && memcmp(name->str, "inbox", 5) == 0) {
+                be.inbox = v->str;
+                be.inboxlen = v->len;
+            }
+        }
+        memcpy(s->rec->cursor, id->str, id->len);
+        s->rec->cursor[id->len] = '\0';
+        if (be.op == NULL || be.msg == NULL)
+            continue;
+        w->replay_sock = s;
+        sb_metric_inc(SB_M(w)->replayed, w->idx);
+        sb_bus_apply(w, &be);
+        w->replay_sock = NULL;
+        if (s->rec == NULL)
+            break; /* closed by the entry (a disconnect op) */
+    }
+    if (s->state == SOCK_CONNECTED && s->rec != NULL && s->rec->replaying) {
+        if (reply->elements < REPLAY_BATCH)
+            memcpy(s->rec->cursor, s->rec->upto, sizeof(s->rec->cursor)); /* nothing else up to there */
+        replay_step(s);
+    }
+    sock_unref(s);
+}
+
+/* Replays (cursor, this worker's bus position]; done once the cursor is that position, from when on the socket
+ * gets live entries. A client's offset ahead of this worker's reader (it received them through another node) waits
+ * for the reader, a bounded time. */
+static void replay_step(sb_socket_t *s)
+{
+    sb_worker_t *w = s->w;
+    recovery_t *rec = s->rec;
+    int c = stream_id_cmp(rec->cursor, w->bus_last_id);
+    if (c == 0 || (c > 0 && sb_now_ms() >= rec->deadline)) {
+        if (c > 0)
+            sb_log(SB_LOG_WARN, "recovery replay: the bus reader did not reach the client's offset in time",
+                   "socket", s->id, NULL);
+        replay_done(s);
+        return;
+    }
+    if (c > 0) {
+        h2o_timeout_link(w->ctx.loop, &w->replay_to, &rec->timer);
+        return;
+    }
+    memcpy(rec->upto, w->bus_last_id, sizeof(rec->upto));
+    s->refs++;
+    if (sb_store_bus_range(w, rec->cursor, rec->upto, REPLAY_BATCH, replayed, s) != 0) {
+        s->refs--;
+        if (s->sc != NULL && s->sc->eio != NULL)
+            sb_eio_close(s->sc->eio, "transport error");
+    }
+}
+
+/* sb_recover answered: {1, user, offset, gen, room...} recovered; {0, why} connect as new; NULL Redis failed. */
+static void recovered_cb(sb_worker_t *w, const redisReply *reply, void *data)
+{
+    sb_socket_t *s = data;
+    recovery_t *rec = s->rec;
+    rec->inflight = 0;
+    int ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 4 &&
+             reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1 &&
+             reply->element[1]->type == REDIS_REPLY_STRING && reply->element[2]->type == REDIS_REPLY_STRING &&
+             reply->element[3]->type == REDIS_REPLY_STRING && reply->element[2]->len < sizeof(rec->cursor);
+    uint64_t gen = ok ? strtoull(reply->element[3]->str, NULL, 10) : 0;
+    if (s->state == SOCK_CLOSED) {
+        /* The client left while we asked: if the state became ours, let it go the way the close says. */
+        if (ok) {
+            uint64_t keep = w->cfg->recovery_window_ms > 0 && keeps_state(rec->close_reason) ? w->cfg->recovery_window_ms
+                                                                                              : 0;
+            sb_store_disconnect(w, s->id, rec->close_reason[0] ? rec->close_reason : "transport close", keep, gen,
+                                NULL, NULL);
+        }
+        sock_unref(s);
+        return;
+    }
+    if (reply == NULL) {
+        s->unregistered = 1;
+        sb_metric_inc(SB_M(w)->recoveries[2], w->idx);
+        if (s->sc != NULL)
+            send_connect_error(s->sc, s->nsp, "Service unavailable", "unavailable");
+        socket_close(s, "server unavailable");
+        sock_unref(s);
+        return;
+    }
+    char *auth = s->auth;
+    s->auth = NULL;
+    if (!ok) {
+        const char *why = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+                                  reply->element[1]->type == REDIS_REPLY_STRING
+                              ? reply->element[1]->str
+                              : "unexpected reply";
+        sb_log(SB_LOG_DEBUG, "session not recovered, connecting as new", "socket", s->id, "why", why, NULL);
+        sb_metric_inc(SB_M(w)->recoveries[1], w->idx);
+        sb_map_del(&w->sockets, s->id, SB_SID_LEN);
+        sb_random_id(s->id, SB_SID_LEN);
+        sb_random_id(rec->secret, PID_SECRET_LEN);
+        if (s->claims == NULL) {
+            free(s->user);
+            s->user = strdup(s->id);
+        }
+        if (s->user == NULL || sb_map_set(&w->sockets, s->id, SB_SID_LEN, s) != 0) {
+            free(auth);
+            s->unregistered = 1;
+            if (s->sc != NULL)
+                send_connect_error(s->sc, s->nsp, "Service unavailable", "unavailable");
+            socket_close(s, "server unavailable");
+        } else {
+            register_new(s, auth);
+        }
+        sock_unref(s);
+        return;
+    }
+    free(auth); /* the connect entry was written by sb_recover; a connect webhook is not sent again */
+    s->gen = gen;
+    if (s->claims == NULL) {
+        char *u = strndup(reply->element[1]->str, reply->element[1]->len);
+        if (u != NULL) {
+            free(s->user);
+            s->user = u;
+        }
+    }
+    memcpy(rec->cursor, reply->element[2]->str, reply->element[2]->len);
+    rec->cursor[reply->element[2]->len] = '\0';
+    memcpy(rec->offset, rec->cursor, sizeof(rec->offset));
+    rec->replaying = 1; /* before joining the index: live entries skip it, the replay brings them */
+    rec->sock = s;
+    rec->timer.cb = replay_timer_cb;
+    rec->deadline = sb_now_ms() + REPLAY_MAX_WAIT_MS;
+    int bad = local_join(s, "", 0) < 0 || local_join(s, s->id, SB_SID_LEN) < 0;
+    for (size_t i = 4; !bad && i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            bad = local_join(s, reply->element[i]->str, reply->element[i]->len) < 0;
+    sb_metric_inc(SB_M(w)->recoveries[0], w->idx);
+    connected(s);
+    sb_log(SB_LOG_DEBUG, "session recovered", "socket", s->id, "offset", rec->cursor, NULL);
+    if (bad && s->sc != NULL && s->sc->eio != NULL)
+        sb_eio_close(s->sc->eio, "transport error"); /* out of memory: the client comes back and tries again */
+    else if (s->state == SOCK_CONNECTED && s->rec != NULL)
+        replay_step(s);
     sock_unref(s);
 }
 
@@ -929,19 +1265,91 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
     } else {
         s->user = strdup(s->id); /* anonymous mode: the user is the socket */
     }
-    char *auth = p->data != NULL ? json_dumps(p->data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    if (s->user == NULL || sb_map_set(&w->sockets, s->id, SB_SID_LEN, s) != 0) {
-        free(auth);
-        free(s->user);
-        if (s->claims != NULL) {
-            sb_claims_free(s->claims);
-            free(s->claims);
+    /* Connection state recovery: the client's CONNECT payload carries {pid, offset} when it had a session (the
+     * Socket.IO client adds them to its auth); they are ours, not the application's, so the connect entry and the
+     * webhooks never see them. */
+    char rsid[SB_SID_LEN + 1], rsecret[PID_SECRET_LEN + 1], offset[48] = "";
+    int recovering = 0;
+    if (w->cfg->recovery_window_ms > 0) {
+        if ((s->rec = calloc(1, sizeof(*s->rec))) == NULL) {
+            socket_free_unregistered(s);
+            send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
+            return;
         }
-        free(s);
+        sb_random_id(s->rec->secret, PID_SECRET_LEN);
+        json_t *jpid = json_object_get(p->data, "pid"), *joff = json_object_get(p->data, "offset");
+        if (json_is_string(jpid) &&
+            parse_pid(json_string_value(jpid), json_string_length(jpid), rsid, rsecret) == 0) {
+            recovering = 1;
+            if (json_is_string(joff) && stream_id_valid(json_string_value(joff), json_string_length(joff)))
+                memcpy(offset, json_string_value(joff), json_string_length(joff) + 1);
+        }
+    }
+    if (json_is_object(p->data)) {
+        json_object_del(p->data, "pid");
+        json_object_del(p->data, "offset");
+    }
+    char *auth = p->data != NULL ? json_dumps(p->data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (s->user == NULL) {
+        free(auth);
+        socket_free_unregistered(s);
+        send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
+        return;
+    }
+    if (recovering) {
+        sb_socket_t *stale = sb_map_get(&w->sockets, rsid, SB_SID_LEN);
+        if (stale != NULL) /* this worker still holds the lost connection's copy: it goes first, keeping the state */
+            socket_close(stale, "transport close");
+        memcpy(s->id, rsid, sizeof(rsid));
+        if (sb_map_get(&w->sockets, s->id, SB_SID_LEN) == NULL &&
+            sb_map_set(&w->sockets, s->id, SB_SID_LEN, s) == 0) {
+            h2o_linklist_insert(&sc->sockets, &s->conn_link);
+            memcpy(s->rec->secret, rsecret, sizeof(rsecret)); /* the same pid: the client sees recovered = true */
+            s->rec->inflight = 1;
+            s->auth = auth;
+            s->refs++;
+            const char *transport = sb_eio_transport(sc->eio) == SB_EIO_WEBSOCKET ? "websocket" : "polling";
+            int anonymous = s->claims == NULL;
+            if (sb_store_recover(w, s->id, rsecret, nsp, anonymous ? "" : s->user, transport, offset,
+                                 auth != NULL ? auth : "{}", recovered_cb, s) == 0)
+                return;
+            s->refs--;
+            s->rec->inflight = 0;
+            s->auth = NULL;
+            h2o_linklist_unlink(&s->conn_link);
+            sb_map_del(&w->sockets, s->id, SB_SID_LEN);
+        }
+        /* Not even asked: connect as new. */
+        sb_random_id(s->id, SB_SID_LEN);
+        sb_random_id(s->rec->secret, PID_SECRET_LEN);
+        if (s->claims == NULL) {
+            free(s->user);
+            s->user = strdup(s->id);
+        }
+        if (s->user == NULL) {
+            free(auth);
+            socket_free_unregistered(s);
+            send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
+            return;
+        }
+    }
+    if (sb_map_set(&w->sockets, s->id, SB_SID_LEN, s) != 0) {
+        free(auth);
+        socket_free_unregistered(s);
         send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
         return;
     }
     h2o_linklist_insert(&sc->sockets, &s->conn_link);
+    register_new(s, auth);
+}
+
+/* Registers a new socket (in the map and linked to its connection already): local room index, then sb_connect.
+ * Takes `auth` (the CONNECT payload as JSON text, may be NULL). */
+static void register_new(sb_socket_t *s, char *auth)
+{
+    sb_worker_t *w = s->w;
+    sio_conn_t *sc = s->sc;
+    const char *nsp = s->nsp;
     /* In the local room index at once: the connect entry reaches backends before Redis answers us, and a join or
      * emit they send right away must find the socket (an event that arrives before the CONNECT answer is kept by
      * the client until it is connected). */
@@ -953,7 +1361,7 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
         bad = local_join(s, s->claims->join.items[i], strlen(s->claims->join.items[i])) < 0;
     if (bad) {
         free(auth);
-        send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
+        send_connect_error(sc, nsp, "Service unavailable", "unavailable");
         s->state = SOCK_CLOSED; /* never registered in Redis: only the local state goes */
         while (!h2o_linklist_is_empty(&s->memberships))
             member_free(w, H2O_STRUCT_FROM_MEMBER(sb_member_t, sock_link, s->memberships.next));
@@ -963,14 +1371,18 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
         sock_unref(s);
         return;
     }
+    /* Entries after the bus position at the moment it joined the index reach it live: replay starts there. */
+    if (s->rec != NULL)
+        snprintf(s->rec->offset, sizeof(s->rec->offset), "%s", w->bus_last_id);
     s->refs++;
     const char *transport = sb_eio_transport(sc->eio) == SB_EIO_WEBSOCKET ? "websocket" : "polling";
     const char *const *join = s->claims != NULL ? (const char *const *)s->claims->join.items : NULL;
     size_t njoin = s->claims != NULL ? s->claims->join.count : 0;
-    if (sb_store_connect(w, s->id, nsp, s->user, transport, auth != NULL ? auth : "{}", sb_eio_addr(sc->eio), join,
-                         njoin, connect_done, s) != 0) {
+    if (sb_store_connect(w, s->id, nsp, s->user, transport, auth != NULL ? auth : "{}",
+                         s->rec != NULL ? s->rec->secret : NULL, s->rec != NULL ? s->rec->offset : NULL,
+                         sb_eio_addr(sc->eio), join, njoin, connect_done, s) != 0) {
         s->refs--;
-        send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
+        send_connect_error(sc, nsp, "Service unavailable", "unavailable");
         socket_close(s, "server unavailable");
     }
     if (w->webhooks != NULL && s->state == SOCK_CONNECTING && sb_webhooks_match(w->webhooks, "connect", 1) >= 0)
@@ -1632,6 +2044,8 @@ static void mark_room(sb_worker_t *w, const char *nsp, const char *prefix, json_
         sb_socket_t *s = H2O_STRUCT_FROM_MEMBER(sb_member_t, room_link, l)->sock;
         if (except) {
             s->except_mark = seq;
+        } else if (w->replay_sock != NULL ? s != w->replay_sock : s->rec != NULL && s->rec->replaying) {
+            continue; /* a replay is for one socket; a replaying socket gets live entries through its replay */
         } else if (s->mark != seq && s->except_mark != seq) {
             s->mark = seq;
             if (v != NULL)
@@ -1719,7 +2133,6 @@ static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const
 
 int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, const char **why)
 {
-    (void)e;
     const char *nsp = msg_nsp(w, msg, why);
     if (nsp == NULL)
         return SB_EINVAL;
@@ -1735,6 +2148,13 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
     }
     if (json_is_null(args))
         args = NULL;
+    json_t *reply_to = json_object_get(msg, "reply_to"), *request_id = json_object_get(msg, "request_id");
+    int is_volatile = json_is_true(json_object_get(msg, "volatile"));
+    int with_ack = reply_to != NULL && !json_is_null(reply_to);
+    /* Broadcasts are what a recovering socket gets back; volatile emits, emits waiting for an answer (their
+     * requester has timed out) and durable ones (their user's inbox replays them) are not. */
+    if (w->replay_sock != NULL && (is_volatile || with_ack || (e != NULL && e->inbox != NULL)))
+        return 0;
     target_vec_t v = {0};
     if (collect_targets(w, msg, nsp, 1, 1, &v, why) != 0)
         return SB_EINVAL;
@@ -1742,10 +2162,23 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
         free(v.items);
         return 0;
     }
+    /* With recovery on, a broadcast carries its bus id as the last argument (Socket.IO 4.6 does the same): the
+     * client keeps the last one and brings it back as its offset when it reconnects. */
+    json_t *with_offset = NULL;
+    if (w->cfg->recovery_window_ms > 0 && e != NULL && e->idlen > 0 && e->idlen < 48 && !is_volatile && !with_ack &&
+        e->inbox == NULL) {
+        with_offset = args != NULL ? json_copy(args) : json_array();
+        if (with_offset == NULL || json_array_append_new(with_offset, json_stringn(e->id, e->idlen)) != 0) {
+            json_decref(with_offset);
+            free(v.items);
+            return SB_ENOMEM;
+        }
+    }
     /* Encode once; the same bytes go to every recipient. */
     sb_sio_encoded_t enc;
     memset(&enc, 0, sizeof(enc));
-    int rv = sb_sio_encode_event(&enc, nsp, json_string_value(event), args, -1);
+    int rv = sb_sio_encode_event(&enc, nsp, json_string_value(event), with_offset != NULL ? with_offset : args, -1);
+    json_decref(with_offset);
     if (rv != 0) {
         *why = "args";
         free(v.items);
@@ -1759,8 +2192,7 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
         free(v.items);
         return SB_ENOMEM;
     }
-    json_t *reply_to = json_object_get(msg, "reply_to"), *request_id = json_object_get(msg, "request_id");
-    if (reply_to != NULL && !json_is_null(reply_to)) {
+    if (with_ack) {
         /* Each recipient gets the event with its own ack id; its answer goes to the reply_to stream. */
         if (!json_is_string(reply_to) || json_string_length(reply_to) == 0 || json_string_length(reply_to) > 512 ||
             !json_is_string(request_id) || json_string_length(request_id) == 0 ||
@@ -1779,8 +2211,7 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
         free(v.items);
         return 0;
     }
-    json_t *vol = json_object_get(msg, "volatile");
-    sb_eio_msg_t m = {text.base, text.len, enc.nbins, enc.bins, NULL, json_is_true(vol)};
+    sb_eio_msg_t m = {text.base, text.len, enc.nbins, enc.bins, NULL, is_volatile};
     for (size_t i = 0; i < v.count; i++) {
         sb_socket_t *s = v.items[i];
         if (s->state != SOCK_CLOSED && s->sc != NULL && s->sc->eio != NULL)
@@ -1961,6 +2392,7 @@ void sb_session_worker_init(sb_worker_t *w)
     h2o_timeout_init(w->ctx.loop, &w->connect_to, w->cfg->connect_timeout_ms);
     h2o_timeout_init(w->ctx.loop, &w->ack_to, w->cfg->ack_timeout_ms);
     h2o_timeout_init(w->ctx.loop, &w->server_ack_to, SB_SERVER_ACK_MAX_MS + 1000);
+    h2o_timeout_init(w->ctx.loop, &w->replay_to, REPLAY_RETRY_MS);
 }
 
 void sb_session_worker_free(sb_worker_t *w)

@@ -144,8 +144,8 @@ static void rate_args(argv_builder_t *b, const sb_rate_t *r, char (*buf)[24])
 }
 
 int sb_store_connect(sb_worker_t *w, const char *sid, const char *nsp, const char *user, const char *transport,
-                     const char *auth_json, const char *addr, const char *const *rooms, size_t nrooms,
-                     sb_store_limited_cb cb, void *data)
+                     const char *auth_json, const char *pid, const char *offset, const char *addr,
+                     const char *const *rooms, size_t nrooms, sb_store_limited_cb cb, void *data)
 {
     char k1[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN], k5[KEYLEN], k6[KEYLEN], ts[24], maxlen[24], rate[3][24];
     int limited = addr != NULL && w->cfg->rate_connections.rate > 0;
@@ -179,6 +179,8 @@ int sb_store_connect(sb_worker_t *w, const char *sid, const char *nsp, const cha
     args(&b, ts);
     args(&b, maxlen);
     args(&b, auth_json);
+    args(&b, pid != NULL ? pid : "");
+    args(&b, offset != NULL ? offset : "");
     if (limited)
         rate_args(&b, &w->cfg->rate_connections, rate);
     for (size_t i = 0; i < nrooms; i++)
@@ -203,9 +205,10 @@ int sb_store_join(sb_worker_t *w, const char *sid, const char *room, int join, s
     return call(w, join ? "sb_join" : "sb_leave", cb, data, b.argc, b.argv, b.lens);
 }
 
-int sb_store_disconnect(sb_worker_t *w, const char *sid, const char *reason, sb_store_cb cb, void *data)
+int sb_store_disconnect(sb_worker_t *w, const char *sid, const char *reason, uint64_t keep_ms, uint64_t gen,
+                        sb_store_cb cb, void *data)
 {
-    char k1[KEYLEN], k2[KEYLEN], k3[KEYLEN], ts[24], maxlen[24];
+    char k1[KEYLEN], k2[KEYLEN], k3[KEYLEN], ts[24], maxlen[24], keep[24], gens[24];
     if (!sb_key(w, k1, sizeof(k1), "{sock:%s}", sid) || !sb_key(w, k2, sizeof(k2), "{sock:%s}:rooms", sid) ||
         !sb_key(w, k3, sizeof(k3), "events"))
         return SB_ETOOBIG;
@@ -223,7 +226,100 @@ int sb_store_disconnect(sb_worker_t *w, const char *sid, const char *reason, sb_
     args(&b, reason != NULL && reason[0] != '\0' ? reason : "unknown");
     args(&b, ts);
     args(&b, maxlen);
+    snprintf(keep, sizeof(keep), "%" PRIu64, keep_ms);
+    snprintf(gens, sizeof(gens), "%" PRIu64, gen);
+    args(&b, keep);
+    args(&b, gens);
     return call(w, "sb_disconnect", cb, data, b.argc, b.argv, b.lens);
+}
+
+typedef struct reply_call {
+    sb_worker_t *w;
+    double started;
+    sb_store_reply_cb cb;
+    void *data;
+    const char *what;
+} reply_call_t;
+
+static void on_raw_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
+{
+    (void)r;
+    reply_call_t *c = data;
+    call_t obs = {.w = c->w, .started = c->started};
+    observe(&obs, reply);
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
+               reply != NULL ? reply->str : err != NULL ? err : "unknown", NULL);
+        reply = NULL;
+    }
+    c->cb(c->w, reply, c->data);
+    free(c);
+}
+
+static int call_raw(sb_worker_t *w, const char *what, sb_store_reply_cb cb, void *data, int argc, const char **argv,
+                    const size_t *lens)
+{
+    reply_call_t *c = malloc(sizeof(*c));
+    if (c == NULL)
+        return SB_ENOMEM;
+    c->w = w;
+    c->started = sb_seconds();
+    c->cb = cb;
+    c->data = data;
+    c->what = what;
+    int rv = sb_redis_commandargv(w->cmd, on_raw_reply, c, 0, argc, argv, lens);
+    if (rv != 0)
+        free(c);
+    return rv;
+}
+
+int sb_store_recover(sb_worker_t *w, const char *sid, const char *pid, const char *nsp, const char *user,
+                     const char *transport, const char *offset, const char *auth_json, sb_store_reply_cb cb,
+                     void *data)
+{
+    char k1[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN], ts[24], maxlen[24];
+    if (!sb_key(w, k1, sizeof(k1), "{sock:%s}", sid) || !sb_key(w, k2, sizeof(k2), "{sock:%s}:rooms", sid) ||
+        !sb_key(w, k3, sizeof(k3), "bus") || !sb_key(w, k4, sizeof(k4), "events"))
+        return SB_ETOOBIG;
+    snprintf(ts, sizeof(ts), "%" PRIu64, sb_now_ms());
+    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, w->cfg->events_maxlen);
+    argv_builder_t b = {.argc = 0};
+    args(&b, "FCALL");
+    args(&b, "sb_recover");
+    args(&b, "4");
+    args(&b, k1);
+    args(&b, k2);
+    args(&b, k3);
+    args(&b, k4);
+    args(&b, w->cfg->redis_prefix);
+    args(&b, sid);
+    args(&b, pid);
+    args(&b, nsp);
+    args(&b, user != NULL ? user : "");
+    args(&b, w->server->node_id);
+    args(&b, transport);
+    args(&b, ts);
+    args(&b, maxlen);
+    args(&b, offset != NULL ? offset : "");
+    args(&b, auth_json);
+    return call_raw(w, "sb_recover", cb, data, b.argc, b.argv, b.lens);
+}
+
+int sb_store_bus_range(sb_worker_t *w, const char *after, const char *upto, unsigned count, sb_store_reply_cb cb,
+                       void *data)
+{
+    char key[KEYLEN], start[48], n[16];
+    if (!sb_key(w, key, sizeof(key), "bus"))
+        return SB_ETOOBIG;
+    int len = snprintf(start, sizeof(start), "(%s", after);
+    if (len < 0 || (size_t)len >= sizeof(start))
+        return SB_EINVAL;
+    snprintf(n, sizeof(n), "%u", count);
+    const char *argv[] = {"XRANGE", key, start, upto, "COUNT", n};
+    size_t lens[6];
+    for (size_t i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    return call_raw(w, "bus replay", cb, data, 6, argv, lens);
 }
 
 int sb_store_event(sb_worker_t *w, const char *nsp, const char *sid, const char *user, const char *event,

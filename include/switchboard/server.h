@@ -53,6 +53,8 @@ typedef struct sb_server_metrics {
     sb_metric_t *rest[3]; /* 2xx, 4xx, 5xx */
     sb_metric_t *auth_failures;
     sb_metric_t *accept_paused;
+    sb_metric_t *recoveries[3]; /* connection state recovery: recovered, refused (connected as new), failed */
+    sb_metric_t *replayed;      /* bus entries replayed to recovering sockets */
 } sb_server_metrics_t;
 typedef struct sb_worker sb_worker_t;
 
@@ -119,6 +121,9 @@ struct sb_worker {
     sb_map_t rooms;   /* "<nsp>\0<room>" -> sb_room; room "" of a namespace = every socket of it */
 
     uint64_t emit_seq; /* dedupe marker for fan-out */
+    /* connection state recovery: while a replayed bus entry is applied, it reaches this socket only (session.c) */
+    void *replay_sock;
+    h2o_timeout_t replay_to; /* a replay waiting for this worker's bus reader to catch up with the client's offset */
     long conns_by_transport[2]; /* open Engine.IO connections: polling, websocket */
 
     /* bus reader state */

@@ -251,8 +251,8 @@ static long long fn_connect(const char *p, const char *sid, const char *nsp, con
     const char *keys[5] = {key("%s{sock:%s}", p, sid), key("%s{sock:%s}:rooms", p, sid),
                            key("%s{user:%s}:sockets", p, uid), key("%s{node:%s}:sockets", p, node),
                            key("%sevents", p)};
-    const char *args[32] = {p, sid, nsp, uid, node, "websocket", TS, MAXLEN, auth};
-    size_t n = 9;
+    const char *args[32] = {p, sid, nsp, uid, node, "websocket", TS, MAXLEN, auth, "", ""};
+    size_t n = 11;
     for (size_t i = 0; rooms != NULL && rooms[i] != NULL; i++) {
         assert_true(n < SB_ARRAY_SIZE(args));
         args[n++] = rooms[i];
@@ -439,7 +439,7 @@ static void test_connect(void **state)
     assert_int_equal(fn_connect("sb:", "s1", "/chat", "42", "n1", "{\"a\":1}", ARGS("lobby", "news", NULL)), 1);
 
     ASSERT_HASH("sb:{sock:s1}", "id", "s1", "nsp", "/chat", "user", "42", "node", "n1", "transport", "websocket",
-                "connected_at", TS);
+                "connected_at", TS, "gen", "0");
     ASSERT_SET("sb:{sock:s1}:rooms", "user:42", "lobby", "news");
     ASSERT_SET("sb:{room:/chat:user:42}", "s1");
     ASSERT_SET("sb:{room:/chat:lobby}", "s1");
@@ -495,17 +495,21 @@ static void test_bad_input_writes_nothing(void **state)
     /* Wrong KEYS[3] (user 43). */
     const char *bad_keys[5] = {"sb:{sock:s1}", "sb:{sock:s1}:rooms", "sb:{user:43}:sockets", "sb:{node:n1}:sockets",
                                "sb:events"};
-    fcall_err("sb_connect", 5, bad_keys, 9, ARGS("sb:", "s1", "/", "42", "n1", "websocket", TS, MAXLEN, "{}"),
+    fcall_err("sb_connect", 5, bad_keys, 11, ARGS("sb:", "s1", "/", "42", "n1", "websocket", TS, MAXLEN, "{}", "", ""),
               "ERR sb_connect: KEYS[3] must be sb:{user:42}:sockets");
     /* A ':' in the namespace would make room keys ambiguous. */
-    fcall_err("sb_connect", 5, keys, 9, ARGS("sb:", "s1", "/a:b", "42", "n1", "websocket", TS, MAXLEN, "{}"),
+    fcall_err("sb_connect", 5, keys, 11, ARGS("sb:", "s1", "/a:b", "42", "n1", "websocket", TS, MAXLEN, "{}", "", ""),
               "ERR sb_connect: ARGV[3] (namespace)");
-    fcall_err("sb_connect", 5, keys, 9, ARGS("sb:", "s1", "/", "42", "n1", "websocket", "12x", MAXLEN, "{}"),
+    fcall_err("sb_connect", 5, keys, 11, ARGS("sb:", "s1", "/", "42", "n1", "websocket", "12x", MAXLEN, "{}", "", ""),
               "ERR sb_connect: ARGV[7] (ts_ms)");
-    fcall_err("sb_connect", 5, keys, 9, ARGS("sb:", "s1", "/", "42", "n1", "websocket", TS, "0", "{}"),
+    fcall_err("sb_connect", 5, keys, 11, ARGS("sb:", "s1", "/", "42", "n1", "websocket", TS, "0", "{}", "", ""),
               "ERR sb_connect: ARGV[8] (events_maxlen)");
+    fcall_err("sb_connect", 5, keys, 12, ARGS("sb:", "s1", "/", "42", "n1", "websocket", TS, MAXLEN, "{}", "", "", ""),
+              "ERR sb_connect: ARGV[12] (room)");
     fcall_err("sb_connect", 5, keys, 10, ARGS("sb:", "s1", "/", "42", "n1", "websocket", TS, MAXLEN, "{}", ""),
-              "ERR sb_connect: ARGV[10] (room)");
+              "ERR sb_connect: ARGV[10] (pid) and ARGV[11] (offset) are required");
+    fcall_err("sb_connect", 5, keys, 11, ARGS("sb:", "s1", "/", "42", "n1", "websocket", TS, MAXLEN, "{}", "x", "1"),
+              "ERR sb_connect: ARGV[11] (offset) must be a stream id");
     fcall_err("sb_connect", 5, keys, 8, ARGS("sb:", "s1", "/", "42", "n1", "websocket", TS, MAXLEN),
               "ERR sb_connect: ARGV[9] (auth_json)");
     fcall_err("sb_join", 2, keys, 3, ARGS("sb:", "s1", ""), "ERR sb_join: ARGV[3] (room)");
@@ -564,7 +568,7 @@ static void test_join_leave(void **state)
     ASSERT_SET("sb:{ns:/}:rooms", "user:42");
     /* The socket itself is still there. */
     ASSERT_HASH("sb:{sock:s2}", "id", "s2", "nsp", "/", "user", "7", "node", "n1", "transport", "websocket",
-                "connected_at", TS);
+                "connected_at", TS, "gen", "0");
     /* Rooms may contain ':' (only namespaces may not). */
     assert_int_equal(fn_join_leave("sb_join", "sb:", "s2", "a:b"), 1);
     ASSERT_SET("sb:{room:/:a:b}", "s2");
@@ -643,7 +647,7 @@ static void test_node_sockets_purge(void **state)
     ASSERT_SET("sb:{ns:/}:rooms", "user:4", "r");
     ASSERT_SET("sb:{node:n2}:sockets", "d");
     ASSERT_HASH("sb:{sock:d}", "id", "d", "nsp", "/", "user", "4", "node", "n2", "transport", "websocket",
-                "connected_at", TS);
+                "connected_at", TS, "gen", "0");
 
     /* 4 connects + exactly one disconnect for each of a, b, c. */
     redisReply *r = cmd("XRANGE sb:events - +");
