@@ -32,7 +32,7 @@ import { uniq, waitFor, waitUntil } from './lib/util.mjs';
 
 const API_KEY = 'k79';
 const HEARTBEAT_MS = 200;
-const ARGS = ['--heartbeat-interval', `${HEARTBEAT_MS}ms`, '--api-key', API_KEY,
+const ARGS = ['--heartbeat-interval', `${HEARTBEAT_MS}ms`, '--api-key', API_KEY, '--recovery-window', '2m',
     // Limits have their own tests (45); here they would only add noise to the counts.
     '--rate-api', 'off', '--rate-socket-events', 'off', '--rate-user-events', 'off'];
 // What a pod's clients do: reconnect on their own, soon, with jitter.
