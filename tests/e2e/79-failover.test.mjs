@@ -361,7 +361,10 @@ test('1000 clients stop reading under large broadcasts: memory stays bounded, ea
         const dropped0 = metricValue(before, 'switchboard_dropped_total', { reason: 'send_queue_full' }) ?? 0;
         assert.equal(metricValue(before, 'switchboard_sockets'), CLIENTS + 1);
         const baseline = procStatusBytes(node.child.pid, 'VmRSS');
-        const ceiling = baseline + CLIENTS * CAP + 32 * 1024 * 1024;
+        // Under AddressSanitizer freed memory sits in a quarantine (256 MiB by default) before it is reused: that
+        // bounded extra is not the node's own, so the ceiling allows it in sanitizer builds only.
+        const asan = /libasan/.test(fs.readFileSync(`/proc/${node.child.pid}/maps`, 'utf8'));
+        const ceiling = baseline + CLIENTS * CAP + 32 * 1024 * 1024 + (asan ? 256 * 1024 * 1024 : 0);
 
         for (const c of raws) c.ws.pause(); // they stop reading: kernel buffers fill, then the node's queues
         let peak = baseline;
@@ -392,10 +395,10 @@ test('1000 clients stop reading under large broadcasts: memory stays bounded, ea
         const dropped = metricValue(after, 'switchboard_dropped_total', { reason: 'send_queue_full' }) - dropped0;
         t.diagnostic(`${sent} broadcasts of 32 KB in ${Date.now() - started} ms; RSS baseline ` +
             `${(baseline / 1048576).toFixed(1)} MiB, peak ${(peak / 1048576).toFixed(1)} MiB, ceiling ` +
-            `${(ceiling / 1048576).toFixed(1)} MiB; dropped ${dropped}`);
+            `${(ceiling / 1048576).toFixed(1)} MiB${asan ? ' (ASan build)' : ''}; dropped ${dropped}`);
 
         assert.equal(metricValue(after, 'switchboard_sockets'), 1, `every slow reader was disconnected (sent ${sent})`);
-        assert.ok(peak <= ceiling, `RSS peak ${peak} stays under baseline ${baseline} + ${CLIENTS} x ${CAP} + 32 MiB`);
+        assert.ok(peak <= ceiling, `RSS peak ${peak} stays under baseline ${baseline} + ${CLIENTS} x ${CAP} + 32 MiB${asan ? ' + 256 MiB' : ''}`);
         assert.equal(dropped, CLIENTS, 'one send_queue_full drop counted per slow reader');
         const gone = await env.be.readEvents((e) => e.type === 'disconnect' && sids.includes(e.socket), 10000,
             { count: CLIENTS });
