@@ -433,6 +433,130 @@ static void test_version_check(void **state)
     assert_int_equal(sb_functions_check(rc, &why), 0);
 }
 
+/* sb_connect with recovery on: pid secret and offset stored. */
+static long long fn_connect_pid(const char *sid, const char *uid, const char *node, const char *pid, const char *offset)
+{
+    const char *keys[5] = {key("sb:{sock:%s}", sid), key("sb:{sock:%s}:rooms", sid), key("sb:{user:%s}:sockets", uid),
+                           key("sb:{node:%s}:sockets", node), "sb:events"};
+    return fcall_int("sb_connect", 5, keys, 12,
+                     ARGS("sb:", sid, "/", uid, node, "websocket", TS, MAXLEN, "{}", pid, offset, "lobby"));
+}
+
+static long long fn_disconnect_keep(const char *sid, const char *reason, const char *keep_ms, const char *gen)
+{
+    const char *keys[3] = {key("sb:{sock:%s}", sid), key("sb:{sock:%s}:rooms", sid), "sb:events"};
+    return fcall_int("sb_disconnect", 3, keys, 7, ARGS("sb:", sid, reason, TS2, MAXLEN, keep_ms, gen));
+}
+
+static redisReply *fn_recover(const char *sid, const char *pid, const char *uid, const char *node, const char *offset)
+{
+    const char *keys[4] = {key("sb:{sock:%s}", sid), key("sb:{sock:%s}:rooms", sid), "sb:bus", "sb:events"};
+    return fcall("sb_recover", 4, keys, 11, ARGS("sb:", sid, pid, "/", uid, node, "polling", TS2, MAXLEN, offset, "{}"));
+}
+
+static void assert_recover_refused(const char *sid, const char *pid, const char *uid, const char *offset, const char *why)
+{
+    redisReply *r = fn_recover(sid, pid, uid, "n2", offset);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_string_equal(r->element[1]->str, why);
+    freeReplyObject(r);
+}
+
+static void test_recovery(void **state)
+{
+    (void)state;
+    cmd_ok("XADD sb:bus 1-1 op emit msg {}");
+    assert_int_equal(fn_connect_pid("s1", "42", "n1", "secret1", "1-1"), 1);
+    ASSERT_HASH("sb:{sock:s1}", "id", "s1", "nsp", "/", "user", "42", "node", "n1", "transport", "websocket",
+                "connected_at", TS, "gen", "0", "pid", "secret1", "offset", "1-1");
+
+    /* A lost connection keeps the socket's own state for the window; presence forgets it. */
+    assert_int_equal(fn_disconnect_keep("s1", "transport close", "60000", "0"), 1);
+    assert_int_equal(cmd_int("HEXISTS sb:{sock:s1} state"), 1);
+    assert_true(cmd_int("PTTL sb:{sock:s1}") > 0);
+    assert_true(cmd_int("PTTL sb:{sock:s1}:rooms") > 0);
+    ASSERT_SET("sb:{sock:s1}:rooms", "user:42", "lobby");
+    ASSERT_NO_KEY("sb:{room:/:lobby}");
+    ASSERT_NO_KEY("sb:{user:42}:sockets");
+    ASSERT_NO_KEY("sb:{node:n1}:sockets");
+    ASSERT_ENTRY("sb:events", 1, "type", "disconnect", "namespace", "/", "socket", "s1", "user", "42", "event", "",
+                 "args", "[]", "ack_id", "", "node", "n1", "ts", TS2, "reason", "transport close");
+    /* A second disconnect, and joins, write nothing while it is away. */
+    assert_int_equal(fn_disconnect_keep("s1", "transport close", "60000", "0"), 0);
+    assert_int_equal(fn_join_leave("sb_join", "sb:", "s1", "other"), -1);
+    assert_int_equal(cmd_int("XLEN sb:events"), 2);
+
+    assert_recover_refused("s1", "wrong", "", "", "mismatch");
+    assert_recover_refused("s1", "secret1", "43", "", "mismatch");
+    assert_recover_refused("s9", "secret1", "", "", "unknown");
+    assert_recover_refused("s1", "secret1", "", "x-1", "offset");
+    assert_recover_refused("s1", "secret1", "", "0-5", "trimmed"); /* an offset that is not (any longer) in the bus */
+    assert_int_equal(cmd_int("XLEN sb:events"), 2);
+
+    /* Recovered on another node: memberships back, new gen, the stored offset when the client brings none. */
+    redisReply *r = fn_recover("s1", "secret1", "42", "n2", "");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 6);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[1]->str, "42");
+    assert_string_equal(r->element[2]->str, "1-1");
+    assert_string_equal(r->element[3]->str, "1");
+    freeReplyObject(r);
+    assert_int_equal(cmd_int("HEXISTS sb:{sock:s1} state"), 0);
+    assert_int_equal(cmd_int("PTTL sb:{sock:s1}"), -1);
+    assert_int_equal(cmd_int("PTTL sb:{sock:s1}:rooms"), -1);
+    ASSERT_SET("sb:{room:/:lobby}", "s1");
+    ASSERT_SET("sb:{user:42}:sockets", "s1");
+    ASSERT_SET("sb:{node:n2}:sockets", "s1");
+    ASSERT_ENTRY("sb:events", 2, "type", "connect", "namespace", "/", "socket", "s1", "user", "42", "event", "",
+                 "args", "[]", "ack_id", "", "node", "n2", "ts", TS2, "auth", "{}", "recovered", "true");
+
+    /* The old node's copy (gen 0) is stale: its disconnect writes nothing. */
+    assert_int_equal(fn_disconnect_keep("s1", "ping timeout", "60000", "0"), 0);
+    ASSERT_SET("sb:{room:/:lobby}", "s1");
+
+    /* Taken over while still marked connected (its node died, not reaped yet): the old books are closed first. */
+    r = fn_recover("s1", "secret1", "", "n3", "1-1");
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[3]->str, "2");
+    freeReplyObject(r);
+    ASSERT_NO_KEY("sb:{node:n2}:sockets");
+    ASSERT_SET("sb:{node:n3}:sockets", "s1");
+    ASSERT_ENTRY("sb:events", 3, "type", "disconnect", "namespace", "/", "socket", "s1", "user", "42", "event", "",
+                 "args", "[]", "ack_id", "", "node", "n2", "ts", TS2, "reason", "transport close");
+    ASSERT_ENTRY("sb:events", 4, "type", "connect", "namespace", "/", "socket", "s1", "user", "42", "event", "",
+                 "args", "[]", "ack_id", "", "node", "n3", "ts", TS2, "auth", "{}", "recovered", "true");
+
+    /* A disconnect without keep_ms forgets everything. */
+    assert_int_equal(fn_disconnect_keep("s1", "client namespace disconnect", "0", "2"), 1);
+    ASSERT_NO_KEY("sb:{sock:s1}:rooms");
+    assert_int_equal(cmd_int("EXISTS sb:{sock:s1}"), 0);
+
+    /* An empty bus that never lost an entry recovers from 0-0; one that was trimmed does not. */
+    cmd_ok("DEL sb:bus");
+    assert_int_equal(fn_connect_pid("s2", "7", "n1", "secret2", "0-0"), 1);
+    assert_int_equal(fn_disconnect_keep("s2", "transport error", "60000", "0"), 1);
+    cmd_ok("XADD sb:bus 5-1 op emit msg {}");
+    cmd_ok("XADD sb:bus 5-2 op emit msg {}");
+    cmd_ok("XTRIM sb:bus MAXLEN 1");
+    assert_recover_refused("s2", "secret2", "7", "", "trimmed");
+    r = fn_recover("s2", "secret2", "7", "n1", "5-2");
+    assert_int_equal(r->element[0]->integer, 1);
+    freeReplyObject(r);
+
+    /* The reaper keeps a dead node's sockets for recovery too. */
+    assert_int_equal(fn_connect_pid("s3", "8", "n4", "secret3", "5-2"), 1);
+    const char *pkeys[1] = {"sb:{node:n4}:sockets"};
+    assert_int_equal(
+        fcall_int("sb_node_sockets_purge", 1, pkeys, 7, ARGS("sb:", "n4", "node lost", TS2, MAXLEN, "100", "60000")),
+        0);
+    assert_int_equal(cmd_int("HEXISTS sb:{sock:s3} state"), 1);
+    ASSERT_SET("sb:{room:/:lobby}", "s2");
+    ASSERT_NO_KEY("sb:{user:8}:sockets");
+}
+
 static void test_connect(void **state)
 {
     (void)state;
@@ -706,6 +830,7 @@ int main(void)
         cmocka_unit_test_setup(test_join_leave, test_setup),
         cmocka_unit_test_setup(test_disconnect, test_setup),
         cmocka_unit_test_setup(test_node_sockets_purge, test_setup),
+        cmocka_unit_test_setup(test_recovery, test_setup),
         cmocka_unit_test(test_old_redis),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
