@@ -10,6 +10,12 @@
 --         removes it from Pnodes (ZREM), so a dead node's sockets, memberships
 --         and presence go within three heartbeats and nothing is forgotten
 --         half-way (a reap interrupted by a crash is picked up by the next beat).
+--         After a gap in which no node beat at all for longer than ttl_ms (Redis
+--         was down or restarted from its AOF/RDB file: every node's last beat is
+--         old, yet they are alive and reconnecting with backoff), nobody is
+--         declared dead for ttl_ms + SB_NODE_GAP_GRACE_MS, so the live nodes can
+--         beat again first. Also writes Pnodes:last (ms of the last beat by any
+--         node) and Pnodes:grace (ms until which nobody is reaped; expires).
 -- Invariant: a node is live while its hash exists.
 --
 -- sb_stats (no writes)
@@ -25,6 +31,10 @@
 --         nodes: a heartbeat within ttl_ms and a hash that still exists, without the
 --         nodes that are draining (field draining = 1: they take no new clients, so
 --         counting them would make the others look loaded). connections is an integer.
+
+-- Two of a node's longest Redis reconnect backoffs (src/redis.c BACKOFF_MAX_MS):
+-- after an outage every live node beats again within this.
+local SB_NODE_GAP_GRACE_MS = 10000
 
 local function node_beat_cb(keys, args)
     local fn = 'sb_node_beat'
@@ -46,7 +56,21 @@ local function node_beat_cb(keys, args)
     redis.call('HSET', keys[1], 'id', node, 'last_seen', now)
     redis.call('PEXPIRE', keys[1], ttl)
     redis.call('ZADD', keys[2], now, node)
-    return redis.call('ZRANGEBYSCORE', keys[2], '-inf', '(' .. (tonumber(now) - tonumber(ttl)), 'LIMIT', 0, 16)
+    local last_key, grace_key = keys[2] .. ':last', keys[2] .. ':grace'
+    local last = tonumber(redis.call('GET', last_key) or '0') or 0
+    local grace = tonumber(redis.call('GET', grace_key) or '0') or 0
+    local t, limit = tonumber(now), tonumber(ttl)
+    if t > last then
+        redis.call('SET', last_key, now)
+    end
+    if last > 0 and t - last > limit then
+        grace = t + limit + SB_NODE_GAP_GRACE_MS
+        redis.call('SET', grace_key, grace, 'PX', limit + SB_NODE_GAP_GRACE_MS)
+    end
+    if t < grace then
+        return {}
+    end
+    return redis.call('ZRANGEBYSCORE', keys[2], '-inf', '(' .. (t - limit), 'LIMIT', 0, 16)
 end
 
 local function node_stats_cb(keys, args)

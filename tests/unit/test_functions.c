@@ -795,6 +795,39 @@ static void test_node_sockets_purge(void **state)
     freeReplyObject(r);
 }
 
+/* sb_node_beat: a node without a beat for 3 heartbeats is dead; after a gap in which nobody beat (Redis was down),
+ * nobody is declared dead until the live ones had time to beat again. */
+static size_t beat(const char *node, const char *now)
+{
+    const char *keys[] = {key("sb:{node:%s}", node), "sb:nodes"};
+    const char *args[] = {"sb:", node, now, "3000"};
+    redisReply *r = fcall("sb_node_beat", 2, keys, SB_ARRAY_SIZE(args), args);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    size_t n = r->elements;
+    freeReplyObject(r);
+    return n;
+}
+
+static void test_node_beat_gap(void **state)
+{
+    (void)state;
+    assert_int_equal(beat("a", "100000"), 0);
+    assert_int_equal(beat("b", "100000"), 0);
+    assert_int_equal(beat("a", "102000"), 0);
+    assert_int_equal(beat("a", "103500"), 1); /* b: last beat 3.5 s ago */
+    cmd_ok("ZREM sb:nodes b");
+    assert_int_equal(beat("b", "103600"), 0);
+    /* Redis unreachable for 20 s: a comes back first; b is alive and reconnecting. */
+    assert_int_equal(beat("a", "124000"), 0);
+    assert_true(cmd_int("PTTL sb:nodes:grace") > 0);
+    assert_int_equal(beat("a", "127000"), 0); /* b still not back: within 3 beats + 10 s of the gap */
+    assert_int_equal(beat("a", "130000"), 0);
+    assert_int_equal(beat("a", "133000"), 0);
+    assert_int_equal(beat("b", "136000"), 0);
+    assert_int_equal(beat("a", "138000"), 0); /* grace over (137000), both beat recently */
+    assert_int_equal(beat("a", "139500"), 1); /* b silent for 3.5 s now: dead */
+}
+
 /* sb_node_loads: live nodes only (recent heartbeat and hash present), draining ones left out, counts as integers. */
 static void test_node_loads(void **state)
 {
@@ -874,6 +907,7 @@ int main(void)
         cmocka_unit_test_setup(test_node_sockets_purge, test_setup),
         cmocka_unit_test_setup(test_recovery, test_setup),
         cmocka_unit_test_setup(test_node_loads, test_setup),
+        cmocka_unit_test_setup(test_node_beat_gap, test_setup),
         cmocka_unit_test(test_old_redis),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
