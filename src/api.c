@@ -623,17 +623,27 @@ static int xadd_bus(api_call_t *c, size_t idx, const char *op, json_t *msg)
     return rv;
 }
 
+/* Why a write failed, for the 503's message. Without any reply (the connection dropped or timed out after the command
+ * was sent) the outcome is unknown: Redis may have applied it, so the message says so — a 503 is not a promise
+ * that nothing happened, only a 202 is a promise that it did. */
+static const char *write_failure(const redisReply *reply, const char *err, char *buf, size_t len)
+{
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+        return reply->str;
+    if (reply != NULL)
+        return "unexpected reply from redis";
+    snprintf(buf, len, "redis did not answer (%s): the write may have been applied", err != NULL ? err : "unknown");
+    return buf;
+}
+
 static void on_bus_written(api_call_t *c, redisReply *reply, const char *err, size_t idx)
 {
     (void)idx;
     const char *id = NULL;
     size_t idlen = 0;
     if (!bus_written_id(c, reply, &id, &idlen)) {
-        call_answer(c, 503,
-                    error_body("unavailable", reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
-                                              : err != NULL                                 ? err
-                                                                                            : "redis error",
-                               NULL));
+        char msg[160];
+        call_answer(c, 503, error_body("unavailable", write_failure(reply, err, msg, sizeof(msg)), NULL));
         return;
     }
     call_answer(c, 202, json_pack("{s:s#}", "id", id, (int)idlen));
@@ -644,12 +654,11 @@ static void on_batch_written(api_call_t *c, redisReply *reply, const char *err, 
     json_t *r;
     const char *id = NULL;
     size_t idlen = 0;
+    char msg[160];
     if (!bus_written_id(c, reply, &id, &idlen))
         r = json_pack("{s:i,s:o}", "status", 503, "error",
                       json_pack("{s:s,s:s}", "code", "unavailable", "message",
-                                reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
-                                : err != NULL                                     ? err
-                                                                                  : "redis error"));
+                                write_failure(reply, err, msg, sizeof(msg))));
     else
         r = json_pack("{s:i,s:s#}", "status", 202, "id", id, (int)idlen);
     json_array_set_new(c->results, idx, r);

@@ -286,15 +286,24 @@ test('Redis stopped for 10 s under traffic and started again: no crash, 503 mean
         assert.deepEqual([...statuses].filter((s) => s !== 202 && s !== 503), [],
             `REST answers only 202 or 503: ${JSON.stringify(rest.answers.filter((a) => a.status !== 202 && a.status !== 503))}`);
         assert.ok(rest.answers.some((a) => a.status === 503), 'REST answered 503 during the outage');
-        // Every accepted emit reaches every client once, in order; refused ones reach nobody.
+        // Every accepted emit reaches every client once, in order; refused ones reach nobody. A request whose write
+        // was sent when Redis went away has no known outcome (the 503 says "may have been applied", or the HTTP
+        // request itself failed): it may arrive, once and in order, or not at all.
         const accepted = rest.answers.filter((a) => a.status === 202).map((a) => a.n);
+        const unknown = new Set(rest.answers.filter((a) => a.status === 0 ||
+            (a.status === 503 && a.text.includes('may have been applied'))).map((a) => a.n));
         await waitUntil(() => logs.every((l) => l.got.length >= accepted.length), 8000, 'the accepted emits')
             .catch(() => {});
-        const bad = logs.map((l, i) => (JSON.stringify(l.got) === JSON.stringify(accepted) ? '' :
-            `client ${i}: ${sequenceProblems(l.got.map((n) => accepted.indexOf(n) + 1), accepted.length)} ` +
-            `(got ${l.got.length}, refused but delivered: ${l.got.filter((n) => !accepted.includes(n)).slice(0, 10)})`))
-            .filter(Boolean);
-        assert.equal(bad.join('\n'), '', `each client got exactly the ${accepted.length} accepted emits`);
+        const bad = logs.map((l, i) => {
+            const known = l.got.filter((n) => !unknown.has(n));
+            const ordered = l.got.every((n, k) => k === 0 || n > l.got[k - 1]);
+            if (JSON.stringify(known) === JSON.stringify(accepted) && ordered) return '';
+            return `client ${i}: ${sequenceProblems(known.map((n) => accepted.indexOf(n) + 1), accepted.length)} ` +
+                `${ordered ? '' : 'out of order '}(got ${l.got.length}, refused but delivered: ` +
+                `${known.filter((n) => !accepted.includes(n)).slice(0, 10)})`;
+        }).filter(Boolean);
+        assert.equal(bad.join('\n'), '', `each client got exactly the ${accepted.length} accepted emits ` +
+            `(outcome unknown: ${[...unknown]})`);
 
         // No node crashed, every client is still (or again) connected, recovered when it had to reconnect.
         for (const n of nodes) assert.equal(n.child.exitCode ?? n.child.signalCode, null, `node ${n.port} still runs`);
