@@ -162,7 +162,11 @@ test('an upgrade probe that sends something other than "2probe" is closed with 1
 test('CORS preflight echoes the requested headers', async () => {
     const pre = await request(eio('EIO=4&transport=polling'), {
         method: 'OPTIONS',
-        headers: { origin: ORIGIN, 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-a, x-b' },
+        headers: {
+            origin: ORIGIN,
+            'access-control-request-method': 'POST',
+            'access-control-request-headers': 'x-a, x-b',
+        },
     });
     assert.equal(pre.status, 204);
     assert.equal(pre.headers['access-control-allow-headers'], 'x-a, x-b');

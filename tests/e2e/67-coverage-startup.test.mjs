@@ -59,7 +59,8 @@ function record(out, msg) {
 }
 
 async function base(extra = []) {
-    return ['--listen', `127.0.0.1:${await freePort()}`, '--threads', '1', '--redis-prefix', `${uniq('t67s')}:`, ...extra];
+    const listen = `127.0.0.1:${await freePort()}`;
+    return ['--listen', listen, '--threads', '1', '--redis-prefix', `${uniq('t67s')}:`, ...extra];
 }
 
 test('an unknown flag exits 2 with the message on stderr', async () => {
@@ -139,24 +140,24 @@ function parseCommand(s) {
     return { args, consumed: at };
 }
 
+// Answers FUNCTION LOAD with `load` (null hangs up) and FCALL with `fcall`; anything else (AUTH, PING) with +OK.
+const answering = (load, fcall = '$0\r\n\r\n') => (w) =>
+    (w[0] === 'FUNCTION' ? load : w[0] === 'FCALL' ? fcall : '+OK\r\n');
 const functionsCases = [
-    ['Redis 6 (no FUNCTION command)', (w) => (w[0] === 'FUNCTION' ? "-ERR unknown command 'FUNCTION'\r\n" : '+OK\r\n'),
+    ['Redis 6 (no FUNCTION command)', answering("-ERR unknown command 'FUNCTION'\r\n"),
         /^Redis 7 or newer is required.*\(FUNCTION LOAD failed\): ERR unknown command/],
-    ['a busy server', (w) => (w[0] === 'FUNCTION' ? '-BUSY Redis is busy running a script\r\n' : '+OK\r\n'),
+    ['a busy server', answering('-BUSY Redis is busy running a script\r\n'),
         /^FUNCTION LOAD failed: BUSY Redis is busy/],
-    ['FCALL unknown', (w) => (w[0] === 'FUNCTION' ? '+sb\r\n' : w[0] === 'FCALL' ? "-ERR unknown command 'FCALL'\r\n" : '+OK\r\n'),
+    ['FCALL unknown', answering('+sb\r\n', "-ERR unknown command 'FCALL'\r\n"),
         /^Redis 7 or newer is required.*\(FCALL failed\)/],
-    ['the library missing after the load', (w) => (w[0] === 'FUNCTION' ? '+sb\r\n'
-        : w[0] === 'FCALL' ? '-ERR Function not found\r\n' : '+OK\r\n'),
+    ['the library missing after the load', answering('+sb\r\n', '-ERR Function not found\r\n'),
         /^the switchboard Functions library is not loaded$/],
-    ['another build\'s library', (w) => (w[0] === 'FUNCTION' ? '+sb\r\n' : w[0] === 'FCALL' ? '$5\r\n0.0.0\r\n' : '+OK\r\n'),
+    ['another build\'s library', answering('+sb\r\n', '$5\r\n0.0.0\r\n'),
         /^the loaded switchboard Functions library is version 0\.0\.0, this build needs /],
-    ['a strange FCALL answer', (w) => (w[0] === 'FUNCTION' ? '+sb\r\n' : w[0] === 'FCALL' ? ':1\r\n' : '+OK\r\n'),
-        /^FCALL sb_version returned an unexpected reply type$/],
-    ['an FCALL error', (w) => (w[0] === 'FUNCTION' ? '+sb\r\n' : w[0] === 'FCALL' ? '-LOADING still loading\r\n' : '+OK\r\n'),
+    ['a strange FCALL answer', answering('+sb\r\n', ':1\r\n'), /^FCALL sb_version returned an unexpected reply type$/],
+    ['an FCALL error', answering('+sb\r\n', '-LOADING still loading\r\n'),
         /^FCALL sb_version failed: LOADING still loading$/],
-    ['a server that hangs up', (w) => (w[0] === 'FUNCTION' ? null : '+OK\r\n'),
-        /^FUNCTION LOAD failed: /],
+    ['a server that hangs up', answering(null), /^FUNCTION LOAD failed: /],
 ];
 
 for (const [name, answer, why] of functionsCases) {

@@ -145,9 +145,10 @@ static void test_ack(void **state)
     BAD("ack", "{\"socket\":\"s\",\"ack_id\":1,\"rooms\":[]}", "rooms", "unknown field \"rooms\"");
     BAD("ack", "{\"ack_id\":1}", "socket", "is required: the socket id of the event's entry");
     BAD("ack", "{\"socket\":\"\",\"ack_id\":1}", "socket", "is required: the socket id of the event's entry");
-    BAD("ack", "{\"socket\":\"s\"}", "ack_id", "is required: a non-negative integer (the entry's ack_id)");
-    BAD("ack", "{\"socket\":\"s\",\"ack_id\":-1}", "ack_id", "is required: a non-negative integer (the entry's ack_id)");
-    BAD("ack", "{\"socket\":\"s\",\"ack_id\":1.5}", "ack_id", "is required: a non-negative integer (the entry's ack_id)");
+    const char *ack_id = "is required: a non-negative integer (the entry's ack_id)";
+    BAD("ack", "{\"socket\":\"s\"}", "ack_id", ack_id);
+    BAD("ack", "{\"socket\":\"s\",\"ack_id\":-1}", "ack_id", ack_id);
+    BAD("ack", "{\"socket\":\"s\",\"ack_id\":1.5}", "ack_id", ack_id);
     BAD("ack", "{\"socket\":\"s\",\"ack_id\":1,\"args\":\"a\"}", "args", "must be an array");
 }
 
