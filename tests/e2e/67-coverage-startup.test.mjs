@@ -1,16 +1,18 @@
 // Start-up refusals (found by scripts/coverage.sh): a bad flag, a bad Redis URL, a keys file with a short key, a
 // port already taken, and Redis servers that cannot hold the Functions library (too old, busy, another build's
-// library, a strange answer). Each one must exit non-zero at once with a message saying why, and serve nothing.
-// Also: SIGHUP with the keys file gone keeps the keys in force.
+// library, a strange answer), a broken certificate. Each one must exit non-zero at once with a message saying why.
+// Also: SIGHUP with the keys file or the certificate broken keeps the previous ones in force, and a node whose Redis
+// went away says so and refuses what needs Redis.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
+import { emitWithAckArgs, RawClient, sioClose, sioConnect } from './lib/clients.mjs';
 import { startRedis, startSwitchboard, stopChild, switchboardBin } from './lib/harness.mjs';
 import { request } from './lib/http.mjs';
 import { freePort, uniq, waitUntil } from './lib/util.mjs';
@@ -189,3 +191,70 @@ test('SIGHUP with the keys file gone keeps the keys in force', async (t) => {
     assert.equal((await stats()).status, 200, 'the previous key still works');
     assert.equal((await node.stop()).code, 0, 'clean exit');
 });
+
+function makeCert(name) {
+    const key = path.join(dir, `${name}.key`), crt = path.join(dir, `${name}.crt`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt, '-days', '1',
+        '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    return { key, crt };
+}
+
+test('a certificate that is not PEM, or a key that does not match it, refuses to start', async () => {
+    const a = makeCert('a');
+    const b = makeCert('b');
+    const junk = path.join(dir, 'junk.crt');
+    fs.writeFileSync(junk, 'not a certificate\n');
+    const common = [...(await base()), '--redis', redis.url, '--api-key', 'a-long-enough-key'];
+    let r = await run([...common, '--tls-cert', junk, '--tls-key', a.key]);
+    assert.equal(r.code, 1, r.out);
+    assert.equal(record(r.out, 'cannot start')?.error, '--tls-cert: cannot load the certificate chain (PEM)');
+    r = await run([...common, '--tls-cert', a.crt, '--tls-key', b.key]);
+    assert.equal(r.code, 1, r.out);
+    assert.equal(record(r.out, 'cannot start')?.error,
+        '--tls-key: cannot load the private key, or it does not match the certificate');
+});
+
+test('SIGHUP with a broken certificate keeps the previous one; an unreadable dashboard folder is not served',
+    async (t) => {
+        const a = makeCert('live');
+        const node = await startSwitchboard({ redisUrl: redis.url, prefix: `${uniq('t67s')}:`, threads: 1,
+            args: ['--tls-cert', a.crt, '--tls-key', a.key, '--dashboard-dir', path.join(dir, 'no-such-dashboard')] });
+        t.after(() => stopChild(node.child));
+        assert.ok(record(node.stderrTail(), 'dashboard folder not readable: /dashboard/ is not served'),
+            node.stderrTail());
+        assert.equal((await request(`${node.url}/dashboard/`)).status, 404);
+        fs.writeFileSync(a.crt, 'broken\n');
+        node.child.kill('SIGHUP');
+        await waitUntil(() => /TLS certificate not reloaded/.test(node.stderrTail()), 5000, 'the refused reload');
+        const res = await request(`${node.url}/healthz`);
+        assert.equal(res.status, 200, 'still served over TLS with the previous certificate');
+        assert.equal((await node.stop()).code, 0, 'clean exit');
+    });
+
+test('with Redis gone: /readyz says so, events and namespace connects are refused, the node still stops cleanly',
+    async (t) => {
+        const own = await startRedis();
+        if (own.external) {
+            t.skip('needs a private redis-server it can stop (SWITCHBOARD_TEST_REDIS_URL is set)');
+            return;
+        }
+        t.after(() => own.stop());
+        const node = await startSwitchboard({ redisUrl: own.url, prefix: `${uniq('t67s')}:`, threads: 1 });
+        t.after(() => stopChild(node.child));
+        const s = await sioConnect(node.url);
+        t.after(() => sioClose(s));
+        const raw = await RawClient.open(node.url);
+        t.after(() => raw.close());
+
+        await own.stop();
+        await waitUntil(async () => (await request(`${node.url}/readyz`)).status === 503, 5000, '/readyz to fail');
+        assert.deepEqual(JSON.parse((await request(`${node.url}/readyz`)).text), { status: 'redis unavailable' });
+
+        const [ack] = await emitWithAckArgs(s, 'note', ['x']);
+        assert.equal(ack?.error?.code, 'backend_unavailable', JSON.stringify(ack));
+        const answer = await raw.connect('/');
+        assert.ok(answer.startsWith('44{'), answer);
+        assert.equal(JSON.parse(answer.slice(2)).message, 'Service unavailable');
+
+        assert.equal((await node.stop()).code, 0, 'clean exit without Redis');
+    });
