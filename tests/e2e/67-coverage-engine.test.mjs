@@ -172,3 +172,18 @@ test('CORS preflight echoes the requested headers', async () => {
     assert.equal(pre.headers['access-control-allow-headers'], 'x-a, x-b');
     assert.equal(pre.headers['access-control-allow-methods'], 'GET, POST, OPTIONS');
 });
+
+test('an Engine.IO packet a v4 client never sends on an open transport (OPEN, UPGRADE) closes the connection',
+    async (t) => {
+        for (const packet of ['0', '5']) {
+            const c = await RawClient.open(env.url);
+            t.after(() => c.close());
+            await c.send(packet);
+            const closed = await c.waitClose();
+            assert.equal(closed.code, 1000, `closed after "${packet}"`);
+        }
+        // over polling too: the POST is taken, the session ends
+        const sid = await pollingHandshake();
+        assert.equal((await request(pollUrl(sid), { method: 'POST', body: '0' })).status, 200);
+        await assertGone(sid);
+    });
