@@ -1070,6 +1070,106 @@ static void test_threads_and_reload(void **state)
     sb_auth_free(a);
 }
 
+/* ---------- edges found by scripts/coverage.sh ---------- */
+
+/* Verifies and returns the failure message ("ok" on success). The token is freed. */
+static const char *message_of(sb_auth_t *a, char *tok)
+{
+    sb_claims_t c;
+    const char *code = NULL, *msg = NULL;
+    int rc = sb_auth_verify(a, tok, strlen(tok), NOW_MS, &c, &code, &msg);
+    free(tok);
+    if (rc == 0) {
+        sb_claims_free(&c);
+        return "ok";
+    }
+    assert_string_equal(code, "token_invalid");
+    return msg;
+}
+
+static void test_signature_edges(void **state)
+{
+    (void)state;
+    sb_auth_t *a = mk((opts_t){.secret = SECRET});
+    /* Header and payload fine, the signature cut off. */
+    char *t = hs("");
+    *(strrchr(t, '.') + 1) = '\0';
+    assert_string_equal(message_of(a, t), "token has no signature");
+    /* A payload segment of 4n+1 characters cannot be base64url. */
+    t = hs("");
+    char *dot = strchr(t, '.');
+    char *bad = NULL;
+    assert_true(asprintf(&bad, "%.*s.AAAAA%s", (int)(dot - t), t, strrchr(t, '.')) > 0);
+    free(t);
+    assert_string_equal(message_of(a, bad), "token is not base64url");
+    /* A signature longer than any HMAC is refused before comparing. */
+    t = hs("");
+    char *sig = strrchr(t, '.') + 1;
+    char *longer = NULL;
+    assert_true(asprintf(&longer, "%.*s%0100d", (int)(sig - t), t, 0) > 0);
+    for (char *q = longer + (sig - t); *q != '\0'; q++)
+        *q = 'A';
+    free(t);
+    assert_string_equal(message_of(a, longer), "bad token signature");
+    /* Without a cache the cached verify is the plain one. */
+    sb_claims_t c;
+    const char *code = NULL, *msg = NULL;
+    t = hs("");
+    assert_int_equal(sb_auth_verify_cached(a, NULL, t, strlen(t), NOW_MS, &c, &code, &msg), 0);
+    assert_string_equal(c.sub, "alice");
+    sb_claims_free(&c);
+    free(t);
+    sb_auth_free(a);
+}
+
+static void test_no_verifier(void **state)
+{
+    (void)state;
+    sb_claims_t c;
+    const char *code = NULL, *msg = NULL;
+    assert_int_equal(sb_auth_verify(NULL, "a.b.c", 5, NOW_MS, &c, &code, &msg), SB_EINVAL);
+    assert_string_equal(code, "token_invalid");
+    assert_string_equal(msg, "no JWT key is configured");
+    const char *why = NULL;
+    assert_int_equal(sb_auth_reload(NULL, &why), SB_EINVAL);
+    assert_string_equal(why, "no verifier");
+    assert_int_equal(sb_auth_reload(NULL, NULL), SB_EINVAL);
+    why = NULL;
+    assert_int_equal(sb_auth_reload_from(NULL, NULL, &why), SB_EINVAL);
+    assert_string_equal(why, "no verifier");
+    assert_int_equal(sb_auth_reload_from(NULL, NULL, NULL), SB_EINVAL);
+}
+
+/* No --jwt-alg means HS256. */
+static void test_default_alg(void **state)
+{
+    (void)state;
+    sb_config_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.jwt_secret = SECRET;
+    const char *why = NULL;
+    sb_auth_t *a = sb_auth_create(&cfg, &why);
+    assert_non_null(a);
+    assert_string_equal(message_of(a, hs("")), "ok");
+    char p[512];
+    assert_string_equal(check(a, tok_hs("HS384", SECRET, payload_with(p, sizeof(p), ""))), "token_algorithm");
+    sb_auth_free(a);
+}
+
+static void test_key_file_too_large(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/huge.pem", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 64 * 1024 + 1; i++)
+        fputc('A', f);
+    assert_int_equal(fclose(f), 0);
+    assert_string_equal(mk_fails((opts_t){.alg = "RS256", .key = path}), "--jwt-public-key: file larger than 64 KiB");
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1093,6 +1193,10 @@ int main(void)
         cmocka_unit_test(test_claims_copy),
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_threads_and_reload),
+        cmocka_unit_test(test_signature_edges),
+        cmocka_unit_test(test_no_verifier),
+        cmocka_unit_test(test_default_alg),
+        cmocka_unit_test(test_key_file_too_large),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

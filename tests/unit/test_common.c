@@ -237,6 +237,17 @@ static void test_clocks(void **state)
     assert_true(m2 >= m1);
 }
 
+
+/* Every error code has its own words (found by scripts/coverage.sh). */
+static void test_strerror_all(void **state)
+{
+    (void)state;
+    assert_string_equal(sb_strerror(SB_ENOMEM), "out of memory");
+    assert_string_equal(sb_strerror(SB_ENOTFOUND), "not found");
+    assert_string_equal(sb_strerror(SB_EIO), "i/o error");
+    assert_string_equal(sb_strerror(SB_EAGAIN), "try again");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -251,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_base64_invalid),
         cmocka_unit_test(test_random_id),
         cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_strerror_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -974,6 +974,106 @@ static void test_rates(void **state)
     sb_config_free(&cfg);
 }
 
+/* ---------- limits (found by scripts/coverage.sh) ---------- */
+
+/* Parses argv (count n) and expects exit status 2 with `setting` and `says` in the one-line error. */
+static void expect_refused(char **argv, char **envp, const char *setting, const char *says)
+{
+    sb_config_t c;
+    int rc = parse(&c, argv, envp);
+    if (rc != 2)
+        print_error("accepted; want %s: %s\n", setting, says);
+    assert_int_equal(rc, 2);
+    assert_error_names(setting, says);
+    sb_config_free(&c);
+}
+
+static char *repeat(char ch, size_t n, const char *prefix, const char *suffix)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    char *s = malloc(pl + n + sl + 1);
+    assert_non_null(s);
+    memcpy(s, prefix, pl);
+    memset(s + pl, ch, n);
+    memcpy(s + pl + n, suffix, sl + 1);
+    return s;
+}
+
+static void test_lengths(void **state)
+{
+    (void)state;
+    char *v = repeat('k', 513, "--api-key=", "");
+    expect_refused(ARGV(v), NULL, "--api-key", "is longer than 512 bytes");
+    free(v);
+    v = repeat('k', 512, "--api-key=", "");
+    sb_config_t c;
+    assert_int_equal(parse(&c, ARGV(v), NULL), 0);
+    sb_config_free(&c);
+    free(v);
+
+    v = repeat('p', 65, "--redis-prefix=", "");
+    expect_refused(ARGV(v), NULL, "--redis-prefix", "is longer than 64 bytes");
+    free(v);
+
+    v = repeat('h', 256, "--listen=", ":8080");
+    expect_refused(ARGV(v), NULL, "--listen", "has a host name longer than 255 bytes");
+    free(v);
+    expect_refused(ARGV("--listen=[]:8080"), NULL, "--listen", "has an invalid IPv6 address");
+    expect_refused(ARGV("--listen=[fe80::zz]:8080"), NULL, "--listen", "has an invalid IPv6 address");
+    expect_refused(ARGV("--webhook=ch\x01at=http://a.example/"), NULL, "--webhook", "contains a control character");
+    expect_refused(ARGV("--webhook=chat=http://a.example/\x01"), NULL, "--webhook", "needs an http:// or https:// URL");
+
+    /* An item of an environment list longer than any value. */
+    v = repeat('n', 4097, "SWITCHBOARD_NAMESPACE=/a, /", "");
+    expect_refused(NOARGS, ENVP(v), "SWITCHBOARD_NAMESPACE", "has an item longer than 4096 bytes");
+    free(v);
+}
+
+/* Spaces and tabs around environment list items are not part of them. */
+static void test_env_list_spaces(void **state)
+{
+    (void)state;
+    sb_config_t c;
+    assert_int_equal(parse(&c, NOARGS, ENVP("SWITCHBOARD_NAMESPACE= /a \t, /b\t ,")), 0);
+    assert_int_equal(c.namespaces.count, 2);
+    assert_string_equal(c.namespaces.items[0], "/a");
+    assert_string_equal(c.namespaces.items[1], "/b");
+    sb_config_free(&c);
+}
+
+static void test_too_many_values(void **state)
+{
+    (void)state;
+    /* 1025 namespaces, then 65 listen addresses: one too many each. */
+    char **argv = calloc(1 + 1025 + 1, sizeof(*argv));
+    char **vals = calloc(1025, sizeof(*vals));
+    assert_non_null(argv);
+    assert_non_null(vals);
+    argv[0] = "switchboard";
+    for (int i = 0; i < 1025; i++) {
+        vals[i] = malloc(32);
+        snprintf(vals[i], 32, "--namespace=/n%d", i);
+        argv[1 + i] = vals[i];
+    }
+    expect_refused(argv, NULL, "--namespace", "is one value too many (at most 1024)");
+    argv[1 + 1024] = NULL;
+    sb_config_t c;
+    assert_int_equal(parse(&c, argv, NULL), 0);
+    assert_int_equal(c.namespaces.count, 1024);
+    sb_config_free(&c);
+
+    for (int i = 0; i < 65; i++) {
+        snprintf(vals[i], 32, "--listen=127.0.0.1:%d", 10000 + i);
+        argv[1 + i] = vals[i];
+    }
+    argv[1 + 65] = NULL;
+    expect_refused(argv, NULL, "--listen", "is one address too many (at most 64)");
+    for (int i = 0; i < 1025; i++)
+        free(vals[i]);
+    free(vals);
+    free(argv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -993,6 +1093,9 @@ int main(void)
         cmocka_unit_test(test_free_releases_everything),
         cmocka_unit_test(test_rates),
         cmocka_unit_test(test_rebalance_settings),
+        cmocka_unit_test(test_lengths),
+        cmocka_unit_test(test_env_list_spaces),
+        cmocka_unit_test(test_too_many_values),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

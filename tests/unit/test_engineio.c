@@ -287,6 +287,20 @@ static void test_query_parse_invalid(void **state)
     assert_int_equal(q.sid[0], 'A');
 }
 
+
+/* Edges found by scripts/coverage.sh: a packet type outside 0..6, an error code outside the table. */
+static void test_append_and_message_edges(void **state)
+{
+    (void)state;
+    sb_buf_t b;
+    sb_buf_init(&b, 64);
+    assert_int_equal(sb_eio_payload_append_text(&b, (sb_eio_type_t)7, "x", 1), SB_EINVAL);
+    assert_int_equal(sb_eio_payload_append_text(&b, (sb_eio_type_t)-1, "x", 1), SB_EINVAL);
+    assert_int_equal(b.len, 0);
+    sb_buf_free(&b);
+    assert_string_equal(sb_eio_error_message((sb_eio_error_t)42), "Bad request");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_query_parse),
         cmocka_unit_test(test_query_parse_invalid),
+        cmocka_unit_test(test_append_and_message_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -229,6 +229,36 @@ static void test_other_invalid(void **state)
     parse_bad(big);
 }
 
+
+/* User names: percent-escapes in either case, the length limit, bad escapes; unix URLs refuse fragments
+ * (found by scripts/coverage.sh). */
+static void test_user_and_fragment_edges(void **state)
+{
+    (void)state;
+    sb_redis_addr_t a;
+    const char *why = NULL;
+    assert_int_equal(sb_redis_url_parse("redis://%61%4A:pw@h:1", &a, &why), 0);
+    assert_string_equal(a.user, "aJ");
+    assert_string_equal(a.pass, "pw");
+    assert_int_equal(sb_redis_url_parse("redis://%zz:pw@h:1", &a, &why), SB_EINVAL);
+    assert_string_equal(why, "bad percent-escape in user name");
+    char url[300];
+    char user[129];
+    memset(user, 'u', 128);
+    user[128] = '\0';
+    snprintf(url, sizeof(url), "redis://%s:pw@h:1", user);
+    assert_int_equal(sb_redis_url_parse(url, &a, &why), SB_EINVAL);
+    assert_string_equal(why, "user name too long (max 127 bytes)");
+    user[127] = '\0';
+    snprintf(url, sizeof(url), "redis://%s:pw@h:1", user);
+    assert_int_equal(sb_redis_url_parse(url, &a, &why), 0);
+    assert_int_equal(strlen(a.user), 127);
+    assert_int_equal(sb_redis_url_parse("unix:///tmp/r.sock#x", &a, &why), SB_EINVAL);
+    assert_string_equal(why, "fragments are not supported in unix:// URLs");
+    assert_int_equal(sb_redis_url_parse("unix://u:%zz@/tmp/r.sock", &a, &why), SB_EINVAL);
+    assert_string_equal(why, "bad percent-escape in password");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_ipv6),             cmocka_unit_test(test_unix),
         cmocka_unit_test(test_rediss_refused),   cmocka_unit_test(test_bad_port_and_db),
         cmocka_unit_test(test_other_invalid),
+        cmocka_unit_test(test_user_and_fragment_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -585,6 +585,25 @@ static void test_encode_parse_round_trip(void **state)
     json_decref(args);
 }
 
+
+/* Data deeper than the walk limit cannot be checked for placeholders: refused, not recursed into. */
+static void test_attach_too_deep(void **state)
+{
+    (void)state;
+    json_t *root = json_array(), *cur = root;
+    for (int i = 0; i < 2200; i++) {
+        json_t *next = json_array();
+        json_array_append_new(cur, next);
+        cur = next;
+    }
+    const char *why = NULL;
+    const void *bins[1] = {"x"};
+    size_t lens[1] = {1};
+    assert_int_equal(sb_sio_attach_binary(root, bins, lens, 1, &why), SB_EPROTO);
+    assert_string_equal(why, "data nested too deeply");
+    json_decref(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_encode_connect_error),
         cmocka_unit_test(test_encode_disconnect),
         cmocka_unit_test(test_encode_parse_round_trip),
+        cmocka_unit_test(test_attach_too_deep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
