@@ -10,8 +10,9 @@ want=(build-essential cmake pkg-config libh2o-evloop-dev libwslay-dev libssl-dev
       libjansson-dev libjwt-dev libevent-dev uuid-dev redis-server openssl)
 if [[ "${1:-}" == "--test" ]]; then
     # cmocka: unit tests; prometheus: promtool checks /metrics; chromium: the dashboard's browser test;
-    # clang: the libFuzzer targets.
-    want+=(libcmocka-dev prometheus chromium clang)
+    # clang: the libFuzzer targets; clang-tidy, cppcheck: scripts/lint.sh; clang-format: scripts/format.sh;
+    # valgrind: scripts/valgrind.sh; graphviz: docs/architecture.svg (scripts/render-diagram.sh).
+    want+=(libcmocka-dev prometheus chromium clang clang-tidy cppcheck clang-format valgrind graphviz)
     command -v node >/dev/null 2>&1 || want+=(nodejs)
     command -v npm >/dev/null 2>&1 || want+=(npm)
 fi
