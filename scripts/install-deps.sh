@@ -10,8 +10,10 @@ want=(build-essential cmake pkg-config libh2o-evloop-dev libwslay-dev libssl-dev
       libjansson-dev libjwt-dev libevent-dev uuid-dev redis-server openssl)
 if [[ "${1:-}" == "--test" ]]; then
     # cmocka: unit tests; prometheus: promtool checks /metrics; chromium: the dashboard's browser test;
-    # clang: the libFuzzer targets; gcovr: scripts/coverage.sh.
-    want+=(libcmocka-dev prometheus chromium clang gcovr)
+    # clang: the libFuzzer targets; gcovr: scripts/coverage.sh; clang-tidy, cppcheck: scripts/lint.sh; clang-format: scripts/format.sh;
+    # valgrind: scripts/valgrind.sh; graphviz: docs/architecture.svg (scripts/render-diagram.sh), whose text is
+    # measured with fonts-liberation (the font fontconfig picks for Helvetica): the committed SVG depends on it.
+    want+=(libcmocka-dev prometheus chromium clang gcovr clang-tidy cppcheck clang-format valgrind graphviz fonts-liberation)
     command -v node >/dev/null 2>&1 || want+=(nodejs)
     command -v npm >/dev/null 2>&1 || want+=(npm)
 fi

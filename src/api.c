@@ -80,18 +80,18 @@ static int load_keys(const sb_config_t *cfg, sb_strlist_t *out, const char **why
             ;
         if (e - s < 8) {
             *why = "--api-keys-file holds a key shorter than 8 characters";
-            fclose(f);
+            (void)fclose(f);
             strlist_clear(out);
             return SB_EINVAL;
         }
         if (strlist_add(out, s, (size_t)(e - s)) != 0) {
             *why = "too many API keys";
-            fclose(f);
+            (void)fclose(f);
             strlist_clear(out);
             return SB_EINVAL;
         }
     }
-    fclose(f);
+    (void)fclose(f);
     return 0;
 }
 
@@ -273,13 +273,18 @@ static void call_answer(api_call_t *c, int status, json_t *body)
     call_free_if_done(c);
 }
 
+/* A command in flight: the call it belongs to and its index within the call. */
+typedef struct {
+    api_call_t *c;
+    size_t idx;
+} call_cmd_t;
+
 static void on_redis(sb_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    /* data packs the call and the index of the command within it */
-    api_call_t **pc = data;
-    api_call_t *c = pc[0];
-    size_t idx = (size_t)(uintptr_t)pc[1];
+    call_cmd_t *pc = data;
+    api_call_t *c = pc->c;
+    size_t idx = pc->idx;
     free(pc);
     c->pending--;
     c->cb(c, reply, err, idx);
@@ -287,11 +292,11 @@ static void on_redis(sb_redis_t *r, redisReply *reply, const char *err, void *da
 
 static int call_redis(api_call_t *c, size_t idx, int argc, const char **argv, const size_t *lens)
 {
-    api_call_t **pc = malloc(2 * sizeof(*pc));
+    call_cmd_t *pc = malloc(sizeof(*pc));
     if (pc == NULL)
         return SB_ENOMEM;
-    pc[0] = c;
-    pc[1] = (api_call_t *)(uintptr_t)idx;
+    pc->c = c;
+    pc->idx = idx;
     int rv = sb_redis_commandargv(c->w->cmd, on_redis, pc, 0, argc, argv, lens);
     if (rv != 0)
         free(pc);
@@ -1064,7 +1069,7 @@ static void handle_batch(sb_worker_t *w, h2o_req_t *req)
     c->results = json_array();
     size_t i;
     json_t *item;
-    const char *names_of[MAX_BATCH];
+    const char *names_of[MAX_BATCH] = {0};
     json_array_foreach(a, i, item)
     {
         json_array_append_new(c->results, json_null());
@@ -1245,7 +1250,7 @@ static void key_id(const char *key, size_t len, char out[33])
     unsigned int mdlen = 0;
     EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL);
     for (unsigned i = 0; i < 16 && i < mdlen; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+        snprintf(out + (size_t)2 * i, 3, "%02x", md[i]);
     out[32] = '\0';
 }
 
@@ -1348,7 +1353,7 @@ static int route(sb_worker_t *w, h2o_req_t *req)
         return 0;
     }
     if (STARTS("/rooms/") || STARTS("/users/") || STARTS("/sockets/")) {
-        const char *rest = memchr(path + 1, '/', plen - 1) + 1;
+        const char *rest = (const char *)memchr(path + 1, '/', plen - 1) + 1;
         size_t rl = plen - (size_t)(rest - path);
         const char *tail = memchr(rest, '/', rl);
         size_t nl = tail != NULL ? (size_t)(tail - rest) : rl;
@@ -1588,7 +1593,7 @@ void sb_api_heartbeat(sb_worker_t *w)
                    {"rate_limited", limited},   {"auth_failures", authf}, {"threads", s->nworkers},
                    {"started_at", s->started_at_ms},       {"draining", (unsigned long long)atomic_load(&s->draining)}};
     enum { NF = sizeof(figures) / sizeof(figures[0]) };
-    char vals[NF + SB_REASONS][24], names[SB_REASONS][64];
+    char vals[NF + SB_REASONS][24], reason_names[SB_REASONS][64];
     const char *argv[9 + 2 * (NF + SB_REASONS) + 2 + 2 * 5];
     int argc = 0;
     argv[argc++] = "FCALL";
@@ -1607,9 +1612,9 @@ void sb_api_heartbeat(sb_worker_t *w)
     }
     /* Disconnect reasons, for the dashboard: disc:<reason> = count since the node started. */
     for (unsigned r = 0; r < SB_REASONS; r++) {
-        snprintf(names[r], sizeof(names[r]), "disc:%s", sb_session_reasons[r]);
+        snprintf(reason_names[r], sizeof(reason_names[r]), "disc:%s", sb_session_reasons[r]);
         snprintf(vals[NF + r], sizeof(vals[NF + r]), "%lu", disc[r]);
-        argv[argc++] = names[r];
+        argv[argc++] = reason_names[r];
         argv[argc++] = vals[NF + r];
     }
     /* Latency figures of the last heartbeat interval, for the dashboard (NaN when nothing was measured: skipped). */

@@ -466,12 +466,12 @@ static int load_public_key(policy_t *p, const char *path, const char **why)
     }
     char *text = malloc(MAX_KEY_FILE + 1);
     if (text == NULL) {
-        fclose(f);
+        (void)fclose(f);
         return SB_ENOMEM;
     }
     size_t n = fread(text, 1, MAX_KEY_FILE + 1, f);
     int rerr = ferror(f);
-    fclose(f);
+    (void)fclose(f);
     if (rerr || n > MAX_KEY_FILE) {
         free(text);
         *why = rerr ? "--jwt-public-key: cannot read the file" : "--jwt-public-key: file larger than 64 KiB";

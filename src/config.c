@@ -279,7 +279,7 @@ static void env_name(const opt_t *o, char *out, size_t outlen)
     }
     size_t n = (size_t)snprintf(out, outlen, "SWITCHBOARD_");
     for (const char *p = o->flag; *p != '\0' && n + 1 < outlen; p++)
-        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        out[n++] = (char)(*p == '-' ? '_' : toupper((unsigned char)*p));
     out[n] = '\0';
 }
 
@@ -920,7 +920,7 @@ static int readable(parser_t *p, size_t idx, const char *path, const char *what)
     char name[128];
     FILE *f = fopen(path, "r");
     if (f != NULL) {
-        fclose(f);
+        (void)fclose(f);
         return 0;
     }
     int e = errno;

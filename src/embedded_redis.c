@@ -99,7 +99,7 @@ static int wait_exit(pid_t pid, unsigned ms)
 
 static int ping_unix(const char *path)
 {
-    struct timeval tv = {0, 200 * 1000};
+    struct timeval tv = {0, 200L * 1000};
     redisContext *c = redisConnectUnixWithTimeout(path, tv);
     int ok = 0;
 

@@ -596,6 +596,7 @@ static void ws_on_message(sb_ws_t *ws, void *ud, int binary, const char *data, s
     on_packet(c, &p);
 }
 
+/* cppcheck-suppress constParameter ; the signature is sb_ws_t's close callback type */
 static void ws_on_close(sb_ws_t *ws, void *ud, const char *reason)
 {
     sb_eio_conn_t *c = ud;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "switchboard/api.h"
 #include "switchboard/auth.h"
@@ -46,16 +47,16 @@ static void purge_node(const sb_server_t *s)
 int main(int argc, char **argv)
 {
     sb_config_t cfg;
-    char err[512];
+    char errbuf[512];
     sb_config_init(&cfg);
-    switch (sb_config_parse(&cfg, argc, argv, environ, err, sizeof(err))) {
+    switch (sb_config_parse(&cfg, argc, argv, environ, errbuf, sizeof(errbuf))) {
     case 0:
         break;
     case 1:
         sb_config_free(&cfg);
         return 0;
     default:
-        fprintf(stderr, "%s\n", err);
+        fprintf(stderr, "%s\n", errbuf);
         sb_config_free(&cfg);
         return 2;
     }
@@ -66,7 +67,7 @@ int main(int argc, char **argv)
     }
     sb_log_init(cfg.log_level, cfg.log_client_ips);
     sb_log_set_rate(cfg.log_rate);
-    signal(SIGPIPE, SIG_IGN);
+    (void)signal(SIGPIPE, SIG_IGN); /* cannot fail for a valid signal number */
 
     /* Block the signals in every thread; the main thread waits for them with sigwait. */
     sigset_t set;
@@ -101,7 +102,7 @@ int main(int argc, char **argv)
         if ((c = sb_redis_connect_sync(&addr, cfg.redis_timeout_ms, &why)) == NULL) {
             if (attempt == 0)
                 sb_log(SB_LOG_WARN, "waiting for redis", "error", why, NULL);
-            usleep(200 * 1000);
+            nanosleep(&(struct timespec){0, 200L * 1000 * 1000}, NULL);
         }
     }
     if (c == NULL) {
@@ -163,7 +164,7 @@ int main(int argc, char **argv)
      * other nodes). A second signal ends the wait. */
     sb_server_drain(&server);
     uint64_t deadline = sb_mono_ms() + cfg.drain_timeout_ms + 1000;
-    struct timespec poll = {0, 100 * 1000 * 1000};
+    struct timespec poll = {0, 100L * 1000 * 1000};
     while (sb_server_connections(&server) > 0 && sb_mono_ms() < deadline) {
         if (sigtimedwait(&set, NULL, &poll) > 0)
             break;

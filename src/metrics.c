@@ -707,7 +707,7 @@ static bool read_small_file(const char *path, char *buf, size_t len)
     if (fp == NULL)
         return false;
     size_t n = fread(buf, 1, len - 1, fp);
-    fclose(fp);
+    (void)fclose(fp);
     buf[n] = '\0';
     return n > 0;
 }
@@ -800,7 +800,7 @@ static bool read_boot_time(uint64_t *out)
             found = parse_u64(line + 6, &end, out);
         }
     }
-    fclose(fp);
+    (void)fclose(fp);
     return found;
 }
 

@@ -35,7 +35,7 @@
 #define BACKOFF_MAX_MS 5000
 #define DEFAULT_TIMEOUT_MS 5000  /* cmd_timeout_ms == 0 */
 #define MAX_PENDING 100000       /* outstanding commands per connection */
-#define MAX_PENDING_BYTES (64u * 1024u * 1024u) /* argument bytes of outstanding commands (bounds hiredis's obuf) */
+#define MAX_PENDING_BYTES ((size_t)64 * 1024 * 1024) /* argument bytes of outstanding commands (bounds hiredis's obuf) */
 
 enum conn_state { ST_DISCONNECTED, ST_CONNECTING, ST_READY, ST_CLOSED };
 

@@ -214,7 +214,7 @@ static int on_metrics(h2o_handler_t *self, h2o_req_t *req)
     (void)self;
     sb_worker_t *w = (sb_worker_t *)((char *)req->conn->ctx - offsetof(sb_worker_t, ctx));
     sb_buf_t b;
-    sb_buf_init(&b, 16 * 1024 * 1024);
+    sb_buf_init(&b, (size_t)16 * 1024 * 1024);
     if (sb_metrics_render(w->server->metrics.registry, &b) != 0) {
         sb_buf_free(&b);
         req->res.status = 503;

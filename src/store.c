@@ -23,9 +23,9 @@ size_t sb_key(const sb_worker_t *w, char *out, size_t outlen, const char *fmt, .
     va_start(ap, fmt);
     int m = vsnprintf(out + n, outlen - (size_t)n, fmt, ap);
     va_end(ap);
-    if (m < 0 || (size_t)(n + m) >= outlen)
+    if (m < 0 || (size_t)n + (size_t)m >= outlen)
         return 0;
-    return (size_t)(n + m);
+    return (size_t)n + (size_t)m;
 }
 
 typedef struct call {

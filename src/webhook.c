@@ -148,7 +148,7 @@ void sb_webhooks_url_free(sb_webhook_url_t *u)
     free(u->host);
     free(u->hostport);
     free(u->path);
-    memset(u, 0, sizeof(*u));
+    *u = (sb_webhook_url_t){0};
 }
 
 static char *dup_range(const char *s, size_t n)
@@ -618,7 +618,7 @@ sb_webhooks_t *sb_webhooks_create(h2o_loop_t *loop, const sb_config_t *cfg)
             sb_log(SB_LOG_ERROR, "webhooks disabled: bad --webhook setting", "#webhook", idx, "reason", sb_strerror(rc),
                    NULL);
             free_hook(h);
-            for (size_t j = 0; j < wh->nhooks; j++)
+            for (size_t j = 0; j < i; j++) /* hooks before this one (wh->nhooks == i) */
                 free_hook(&wh->hooks[j]);
             free(wh->hooks);
             free(wh);
@@ -643,6 +643,7 @@ static void cancel_all(h2o_linklist_t *list)
 {
     while (!h2o_linklist_is_empty(list)) {
         call_t *c = H2O_STRUCT_FROM_MEMBER(call_t, link, list->next);
+        /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): the analyzer loses h2o list invariants after an unlink */
         if (c->client != NULL) {
             h2o_http1client_t *client = c->client;
             c->client = NULL;

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 /* Largest response body kept from a webhook; a larger one fails the attempt. */
-#define SB_WEBHOOK_MAX_RESPONSE (1024 * 1024)
+#define SB_WEBHOOK_MAX_RESPONSE ((size_t)1024 * 1024)
 /* Longest Idempotency-Key accepted by sb_webhooks_post. */
 #define SB_WEBHOOK_MAX_KEY 256
 

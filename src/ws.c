@@ -33,8 +33,8 @@
 /* How long a closing connection may take to flush and hear the peer's close. */
 #define LINGER_MS 5000
 /* Defaults when sb_ws_create gets 0 for a bound. */
-#define DEFAULT_MAX_MESSAGE (1000u * 1000u)
-#define DEFAULT_MAX_QUEUE (16u * 1024u * 1024u)
+#define DEFAULT_MAX_MESSAGE ((size_t)1000 * 1000)
+#define DEFAULT_MAX_QUEUE ((size_t)16 * 1024 * 1024)
 
 #define OP_CONT 0x0
 #define OP_TEXT 0x1
@@ -268,8 +268,8 @@ static void base64_encode(const uint8_t *in, size_t n, char *out)
             v |= in[i + 2];
         out[o++] = b64chars[(v >> 18) & 63];
         out[o++] = b64chars[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? b64chars[v & 63] : '=';
+        out[o++] = (char)(i + 1 < n ? b64chars[(v >> 6) & 63] : '=');
+        out[o++] = (char)(i + 2 < n ? b64chars[v & 63] : '=');
     }
 }
 
@@ -399,6 +399,7 @@ static void schedule_deferred(sb_ws_t *ws)
 /* Records why the connection ended (first cause wins) and schedules on_close. */
 static void set_reason(sb_ws_t *ws, const char *reason)
 {
+    /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): the analyzer loses h2o list invariants after an unlink */
     if (ws->reason == NULL) {
         ws->reason = reason;
         schedule_deferred(ws);
