@@ -41,7 +41,7 @@ if [[ -n "$findings" ]]; then
 fi
 
 echo "lint: cppcheck" >&2
-if ! cppcheck --project="$dir/compile_commands.json" --file-filter="$root/src/*" -j"$jobs" --quiet \
+if ! cppcheck --project="$dir/compile_commands.json" --file-filter="src/*" -j"$jobs" --quiet \
         --enable=warning,style,performance,portability --inline-suppr --error-exitcode=1 \
         --library=posix --library=gnu --library=openssl --library=scripts/cppcheck/switchboard.cfg \
         --suppressions-list=scripts/cppcheck/suppressions.txt \

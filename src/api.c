@@ -535,16 +535,16 @@ static int fcall_durable(api_call_t *c, size_t idx, json_t *msg, const char *tex
     size_t argc = 10 + n;
     const char **argv = calloc(argc, sizeof(*argv));
     size_t *lens = calloc(argc, sizeof(*lens));
-    char (*keys)[600] = calloc(n + 1, sizeof(*keys));
+    char (*inbox_keys)[600] = calloc(n + 1, sizeof(*inbox_keys));
     char nkeys[24], maxlen[24], age[24];
     int rv = SB_ENOMEM;
-    if (argtext == NULL || argv == NULL || lens == NULL || keys == NULL)
+    if (argtext == NULL || argv == NULL || lens == NULL || inbox_keys == NULL)
         goto out;
     rv = SB_ETOOBIG;
-    if (!sb_key(c->w, keys[0], sizeof(keys[0]), "bus"))
+    if (!sb_key(c->w, inbox_keys[0], sizeof(inbox_keys[0]), "bus"))
         goto out;
     for (size_t i = 0; i < n; i++)
-        if (!sb_key(c->w, keys[i + 1], sizeof(keys[0]), "{user:%s}:inbox", json_string_value(json_array_get(users, i))))
+        if (!sb_key(c->w, inbox_keys[i + 1], sizeof(inbox_keys[0]), "{user:%s}:inbox", json_string_value(json_array_get(users, i))))
             goto out;
     snprintf(nkeys, sizeof(nkeys), "%zu", n + 1);
     snprintf(maxlen, sizeof(maxlen), "%" PRIu64, c->w->cfg->inbox_maxlen);
@@ -554,7 +554,7 @@ static int fcall_durable(api_call_t *c, size_t idx, json_t *msg, const char *tex
     argv[k++] = "sb_emit_durable";
     argv[k++] = nkeys;
     for (size_t i = 0; i <= n; i++)
-        argv[k++] = keys[i];
+        argv[k++] = inbox_keys[i];
     argv[k++] = c->w->cfg->redis_prefix;
     argv[k++] = text;
     argv[k++] = argtext;
@@ -566,7 +566,7 @@ out:
     free(argtext);
     free(argv);
     free(lens);
-    free(keys);
+    free(inbox_keys);
     return rv;
 }
 
@@ -615,7 +615,7 @@ static int xadd_bus(api_call_t *c, size_t idx, const char *op, json_t *msg)
     char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (text == NULL)
         return SB_ENOMEM;
-    if (strcmp(op, "emit") == 0 && json_is_true(json_object_get(msg, "durable"))) {
+    if (op != NULL && strcmp(op, "emit") == 0 && json_is_true(json_object_get(msg, "durable"))) {
         int drv = fcall_durable(c, idx, msg, text);
         free(text);
         return drv;

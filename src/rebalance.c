@@ -163,7 +163,8 @@ static void shed_cb(h2o_timeout_entry_t *e)
 
 static void shed_start(sb_worker_t *w, void *arg)
 {
-    uint64_t share = (uint64_t)(uintptr_t)arg;
+    (void)arg;
+    uint64_t share = atomic_load(&w->shed_share); /* posted by worker 0 with the round */
     w->shed_steps = w->cfg->rebalance_interval_ms / TICK_MS;
     if (w->shed_steps < 1)
         w->shed_steps = 1;
@@ -210,7 +211,9 @@ static void round_cb(h2o_timeout_entry_t *e)
     }
     uint64_t held[SB_METRICS_MAX_WORKERS], share[SB_METRICS_MAX_WORKERS];
     uint64_t local = 0;
-    unsigned nw = s->nworkers < SB_METRICS_MAX_WORKERS ? s->nworkers : SB_METRICS_MAX_WORKERS;
+    unsigned nw = s->nworkers;
+    if (nw > SB_METRICS_MAX_WORKERS)
+        nw = SB_METRICS_MAX_WORKERS;
     for (unsigned i = 0; i < nw; i++)
         local += held[i] = atomic_load(&s->workers[i]->stats.connections);
     /* Never below the average with what is open now either (clients may have left since the beat). */
@@ -221,8 +224,10 @@ static void round_cb(h2o_timeout_entry_t *e)
         return;
     sb_rebalance_split(n, held, nw, share);
     for (unsigned i = 0; i < nw; i++)
-        if (share[i] > 0)
-            sb_worker_post(s->workers[i], shed_start, (void *)(uintptr_t)share[i]);
+        if (share[i] > 0) {
+            atomic_store(&s->workers[i]->shed_share, share[i]);
+            sb_worker_post(s->workers[i], shed_start, NULL);
+        }
     char closing[24], loc[24], av[32], nodes[24];
     snprintf(closing, sizeof(closing), "%" PRIu64, n);
     snprintf(loc, sizeof(loc), "%" PRIu64, local);

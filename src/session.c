@@ -546,7 +546,7 @@ static void connected(sb_socket_t *s)
     sb_buf_init(&sio, 0);
     /* With recovery on, the answer carries the private session id (socket id and secret: only this client knows
      * it) and the bus position replay would start after. */
-    char pid[SB_SID_LEN + 1 + PID_SECRET_LEN + 1];
+    char pid[SB_SID_LEN + 1 + PID_SECRET_LEN + 1] = "";
     int with_pid = s->rec != NULL && s->rec->secret[0] != '\0';
     if (with_pid)
         snprintf(pid, sizeof(pid), "%s.%s", s->id, s->rec->secret);
@@ -707,7 +707,7 @@ static void replayed(sb_worker_t *w, const redisReply *reply, void *data)
         sock_unref(s);
         return;
     }
-    for (size_t i = 0; i < reply->elements && s->state == SOCK_CONNECTED; i++) {
+    for (size_t i = 0; i < reply->elements && s->state == SOCK_CONNECTED && s->rec != NULL; i++) {
         const redisReply *entry = reply->element[i];
         if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING ||
             entry->element[0]->len >= sizeof(s->rec->cursor) || entry->element[1]->type != REDIS_REPLY_ARRAY)
@@ -736,9 +736,7 @@ static void replayed(sb_worker_t *w, const redisReply *reply, void *data)
         w->replay_sock = s;
         sb_metric_inc(SB_M(w)->replayed, w->idx);
         sb_bus_apply(w, &be);
-        w->replay_sock = NULL;
-        if (s->rec == NULL)
-            break; /* closed by the entry (a disconnect op) */
+        w->replay_sock = NULL; /* the entry may have closed the socket (a disconnect op): the loop checks */
     }
     if (s->state == SOCK_CONNECTED && s->rec != NULL && s->rec->replaying) {
         if (reply->elements < REPLAY_BATCH)

@@ -42,6 +42,7 @@ typedef struct sb_config {
     sb_listen_addr_t *listen; /* --listen HOST:PORT, repeatable; default 127.0.0.1:8080 */
     size_t listen_count;
     unsigned threads; /* --threads N; default 0 = number of online CPUs (resolved by the parser, so >= 1) */
+    int rebalance;    /* --rebalance; default true: shed connections when far above the average */
     char *tls_cert;   /* --tls-cert FILE (NULL = none); both or neither with tls_key */
     char *tls_key;    /* --tls-key FILE */
     sb_strlist_t cors_origins; /* --cors-origin ORIGIN, repeatable; empty = no CORS headers; "*" = any */
@@ -57,7 +58,6 @@ typedef struct sb_config {
     uint64_t inbox_maxlen;          /* --inbox-maxlen; default 1000: entries per user inbox (durable emits) */
     uint64_t inbox_max_age_ms;      /* --inbox-max-age; default 24h: age bound and expiry of a user inbox */
     uint64_t heartbeat_interval_ms; /* --heartbeat-interval; default 1000 */
-    int rebalance;                  /* --rebalance; default true: shed connections when far above the average */
     uint64_t rebalance_interval_ms; /* --rebalance-interval; default 10000 (1 s..1 h, >= --heartbeat-interval) */
     unsigned rebalance_threshold;   /* --rebalance-threshold; default 20 (percent above the average, 5..1000) */
     unsigned rebalance_rate;        /* --rebalance-rate; default 20 (closes per second per node, 1..100000) */

@@ -125,6 +125,7 @@ struct sb_worker {
     h2o_timeout_t shed_to;
     h2o_timeout_entry_t shed_tick;
     uint64_t shed_total, shed_closed, shed_step, shed_steps;
+    atomic_ulong shed_share; /* this round's closes for this worker, set by worker 0 before it posts shed_start */
     atomic_int functions_ok; /* Redis holds our version of the Functions library */
 
     sb_map_t conns;   /* Engine.IO sid -> sb_eio_conn */
