@@ -219,16 +219,6 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     free(q);
 }
 
-/* Decimal digits of v, written backwards ending at end; returns the start. */
-static char *put_u64(char *end, uint64_t v)
-{
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return end;
-}
-
 static size_t u64_digits(uint64_t v)
 {
     size_t n = 1;
@@ -239,12 +229,16 @@ static size_t u64_digits(uint64_t v)
     return n;
 }
 
+/* "<type><n>\r\n", digits written in place from the last one back */
 static char *put_header(char *p, char type, uint64_t n)
 {
-    char tmp[24], *end = tmp + sizeof(tmp), *start = put_u64(end, n);
+    size_t d = u64_digits(n);
     *p++ = type;
-    memcpy(p, start, (size_t)(end - start));
-    p += end - start;
+    for (size_t i = d; i > 0; i--) {
+        p[i - 1] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    p += d;
     *p++ = '\r';
     *p++ = '\n';
     return p;
