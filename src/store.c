@@ -222,7 +222,7 @@ int sb_store_connect(sb_worker_t *w, const char *sid, const char *nsp, const cha
 int sb_store_join(sb_worker_t *w, const char *sid, const char *room, int join, sb_store_cb cb, void *data)
 {
     char k1[KEYLEN], k2[KEYLEN];
-    if (!sb_key(w, k1, sizeof(k1), "{sock:%s}", sid) || !sb_key(w, k2, sizeof(k2), "{sock:%s}:rooms", sid))
+    if (!key_join(w, k1, sizeof(k1), "{sock:", sid, "}") || !key_join(w, k2, sizeof(k2), "{sock:", sid, "}:rooms"))
         return SB_ETOOBIG;
     argv_builder_t b = {.argc = 0};
     args(&b, "FCALL");
@@ -239,11 +239,11 @@ int sb_store_join(sb_worker_t *w, const char *sid, const char *room, int join, s
 int sb_store_disconnect(sb_worker_t *w, const char *sid, const char *reason, sb_store_cb cb, void *data)
 {
     char k1[KEYLEN], k2[KEYLEN], k3[KEYLEN], ts[24], maxlen[24];
-    if (!sb_key(w, k1, sizeof(k1), "{sock:%s}", sid) || !sb_key(w, k2, sizeof(k2), "{sock:%s}:rooms", sid) ||
-        !sb_key(w, k3, sizeof(k3), "events"))
+    if (!key_join(w, k1, sizeof(k1), "{sock:", sid, "}") || !key_join(w, k2, sizeof(k2), "{sock:", sid, "}:rooms") ||
+        !key_join(w, k3, sizeof(k3), "events", NULL, NULL))
         return SB_ETOOBIG;
-    snprintf(ts, sizeof(ts), "%" PRIu64, sb_now_ms());
-    snprintf(maxlen, sizeof(maxlen), "%" PRIu64, w->cfg->events_maxlen);
+    u64_str(ts, sb_now_ms());
+    u64_str(maxlen, w->cfg->events_maxlen);
     argv_builder_t b = {.argc = 0};
     args(&b, "FCALL");
     args(&b, "sb_disconnect");
