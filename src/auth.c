@@ -43,6 +43,12 @@ typedef struct policy {
     jwt_alg_t alg;
     char alg_name[8];
     const EVP_MD *md;   /* HS*: the HMAC digest */
+    /* HS*: the digest fetched once and the HMAC's inner and outer hash states
+     * with the padded key already absorbed (RFC 2104), copied for each token:
+     * HMAC() fetched the digest and keyed a new MAC on every call, which cost
+     * more than the rest of a handshake. */
+    EVP_MD *md_fetched;
+    EVP_MD_CTX *hmac_inner, *hmac_outer;
     unsigned char *key; /* HS*: the secret; RS/ES: the public key as PEM text (what libjwt wants) */
     size_t keylen;
     char *key_path; /* --jwt-public-key, re-read by sb_auth_reload */
@@ -331,8 +337,56 @@ static int check_header(const policy_t *p, const char *seg, size_t len, const ch
     return rc;
 }
 
-/* libjwt compares HMACs with strcmp; this check runs first, in constant time,
- * so only tokens with a correct signature reach that comparison. */
+/* HMAC(key, data) from the pre-keyed states of policy_build. */
+static int hmac_compute(const policy_t *p, const unsigned char *data, size_t len, unsigned char *out,
+                        unsigned int *outlen)
+{
+    unsigned char inner[EVP_MAX_MD_SIZE];
+    unsigned int ilen = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok = c != NULL && EVP_MD_CTX_copy_ex(c, p->hmac_inner) == 1 && EVP_DigestUpdate(c, data, len) == 1 &&
+             EVP_DigestFinal_ex(c, inner, &ilen) == 1 && EVP_MD_CTX_copy_ex(c, p->hmac_outer) == 1 &&
+             EVP_DigestUpdate(c, inner, ilen) == 1 && EVP_DigestFinal_ex(c, out, outlen) == 1;
+    EVP_MD_CTX_free(c);
+    OPENSSL_cleanse(inner, sizeof(inner));
+    return ok ? 0 : SB_EPROTO;
+}
+
+/* The HMAC's key schedule: a key longer than the block is hashed first, then
+ * padded with zeros; inner absorbs key ^ 0x36.., outer key ^ 0x5c... */
+static int hmac_prepare(policy_t *p)
+{
+    const char *name = p->alg == JWT_ALG_HS384 ? "SHA384" : p->alg == JWT_ALG_HS512 ? "SHA512" : "SHA256";
+    if ((p->md_fetched = EVP_MD_fetch(NULL, name, NULL)) == NULL)
+        return SB_ENOMEM;
+    int block = EVP_MD_get_block_size(p->md_fetched);
+    unsigned char k[256], pad[256];
+    unsigned int klen = 0;
+    if (block <= 0 || (size_t)block > sizeof(k))
+        return SB_EINVAL;
+    memset(k, 0, sizeof(k));
+    if (p->keylen > (size_t)block) {
+        if (EVP_Digest(p->key, p->keylen, k, &klen, p->md_fetched, NULL) != 1)
+            return SB_ENOMEM;
+    } else {
+        memcpy(k, p->key, p->keylen);
+    }
+    int ok = (p->hmac_inner = EVP_MD_CTX_new()) != NULL && (p->hmac_outer = EVP_MD_CTX_new()) != NULL;
+    for (int i = 0; ok && i < block; i++)
+        pad[i] = (unsigned char)(k[i] ^ 0x36);
+    ok = ok && EVP_DigestInit_ex(p->hmac_inner, p->md_fetched, NULL) == 1 &&
+         EVP_DigestUpdate(p->hmac_inner, pad, (size_t)block) == 1;
+    for (int i = 0; ok && i < block; i++)
+        pad[i] = (unsigned char)(k[i] ^ 0x5c);
+    ok = ok && EVP_DigestInit_ex(p->hmac_outer, p->md_fetched, NULL) == 1 &&
+         EVP_DigestUpdate(p->hmac_outer, pad, (size_t)block) == 1;
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    return ok ? 0 : SB_ENOMEM;
+}
+
+/* Our own HMAC check, in constant time. For HS* it is the only signature
+ * check: libjwt (which compares with strcmp) is not used for them. */
 static int check_hmac(const policy_t *p, const char *signed_part, size_t signed_len, const char *sig, size_t sig_len)
 {
     unsigned char want[EVP_MAX_MD_SIZE];
@@ -341,7 +395,7 @@ static int check_hmac(const policy_t *p, const char *signed_part, size_t signed_
     size_t got_len = 0;
     if (b64url_decode(sig, sig_len, got, sizeof(got), &got_len) != 0)
         return SB_EPROTO;
-    if (HMAC(p->md, p->key, (int)p->keylen, (const unsigned char *)signed_part, signed_len, want, &want_len) == NULL)
+    if (hmac_compute(p, (const unsigned char *)signed_part, signed_len, want, &want_len) != 0)
         return SB_EPROTO;
     if (got_len != want_len || CRYPTO_memcmp(got, want, want_len) != 0)
         return SB_EPROTO;
@@ -384,6 +438,28 @@ static int verify_with(const policy_t *p, const char *token, size_t len, uint64_
     if (p->fam == FAM_HS && check_hmac(p, token, dots[1], token + dots[1] + 1, slen) != 0)
         return fail(code, message, "token_invalid", "bad token signature");
 
+    json_error_t jerr;
+    json_t *root;
+    if (p->fam == FAM_HS) {
+        /* Header and signature are checked: the payload is all libjwt would add, and its decode, verify again,
+         * dump and our parse of the dump cost four times what parsing the payload once does. */
+        size_t cap = plen / 4 * 3 + 3, n = 0;
+        unsigned char *body = malloc(cap);
+        if (body == NULL)
+            return oom(code, message);
+        if (b64url_decode(token + hlen + 1, plen, body, cap, &n) != 0) {
+            free(body);
+            return fail(code, message, "token_invalid", "bad token signature or malformed token");
+        }
+        root = json_loadb((const char *)body, n, 0, &jerr);
+        free(body);
+        if (root == NULL)
+            return fail(code, message, "token_invalid", "bad token signature or malformed token");
+        rc = check_claims(p, root, now_ms, out, valid_until_ms, code, message);
+        json_decref(root);
+        return rc;
+    }
+
     /* libjwt wants a C string. */
     char *copy = malloc(len + 1);
     if (copy == NULL)
@@ -409,8 +485,7 @@ static int verify_with(const policy_t *p, const char *token, size_t len, uint64_
     jwt_free(jwt);
     if (payload == NULL)
         return fail(code, message, "token_invalid", "token payload is not a JSON object");
-    json_error_t jerr;
-    json_t *root = json_loads(payload, 0, &jerr);
+    root = json_loads(payload, 0, &jerr);
     free(payload);
     if (root == NULL)
         return fail(code, message, "token_invalid", "token payload is not JSON");
@@ -445,6 +520,9 @@ int sb_auth_verify(sb_auth_t *a, const char *token, size_t len, uint64_t now_ms,
 
 static void policy_free(policy_t *p)
 {
+    EVP_MD_CTX_free(p->hmac_inner);
+    EVP_MD_CTX_free(p->hmac_outer);
+    EVP_MD_free(p->md_fetched);
     if (p->key != NULL)
         OPENSSL_cleanse(p->key, p->keylen);
     free(p->key);
@@ -588,6 +666,12 @@ static int policy_build(policy_t *p, const char *alg, const char *secret, const 
         if ((p->key = malloc(p->keylen + 1)) == NULL)
             goto nomem;
         memcpy(p->key, secret, p->keylen + 1);
+        int hrc = hmac_prepare(p);
+        if (hrc != 0) {
+            policy_free(p);
+            *why = "cannot prepare the HMAC key";
+            return hrc;
+        }
         return 0;
     }
     if (key_path == NULL) {
@@ -829,6 +913,35 @@ static void cache_insert(sb_auth_cache_t *c, const unsigned char *digest, const 
         entry_drop(c, c->tail);
 }
 
+/* SHA-256 for the cache key, fetched once: EVP_sha256() in EVP_Digest makes OpenSSL 3 look the
+ * implementation up again on every call. */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+static EVP_MD_CTX *sha256_init; /* initialised once; each digest starts from a copy (only read, so shared) */
+
+static void sha256_fetch(void)
+{
+    /* kept for the process's lifetime */
+    if ((sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) != NULL && (sha256_init = EVP_MD_CTX_new()) != NULL &&
+        EVP_DigestInit_ex(sha256_init, sha256_md, NULL) != 1) {
+        EVP_MD_CTX_free(sha256_init);
+        sha256_init = NULL;
+    }
+}
+
+static int cache_digest(const char *token, size_t len, unsigned char *digest)
+{
+    unsigned int dlen = 0;
+    pthread_once(&sha256_once, sha256_fetch);
+    if (sha256_init == NULL)
+        return EVP_Digest(token, len, digest, &dlen, EVP_sha256(), NULL) == 1 && dlen == DIGEST_LEN ? 0 : SB_EIO;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok = c != NULL && EVP_MD_CTX_copy_ex(c, sha256_init) == 1 && EVP_DigestUpdate(c, token, len) == 1 &&
+             EVP_DigestFinal_ex(c, digest, &dlen) == 1 && dlen == DIGEST_LEN;
+    EVP_MD_CTX_free(c);
+    return ok ? 0 : SB_EIO;
+}
+
 int sb_auth_verify_cached(sb_auth_t *a, sb_auth_cache_t *c, const char *token, size_t len, uint64_t now_ms,
                           sb_claims_t *out, const char **code, const char **message)
 {
@@ -841,8 +954,7 @@ int sb_auth_verify_cached(sb_auth_t *a, sb_auth_cache_t *c, const char *token, s
         c->generation = gen;
     }
     unsigned char digest[DIGEST_LEN];
-    unsigned int dlen = 0;
-    if (EVP_Digest(token, len, digest, &dlen, EVP_sha256(), NULL) != 1 || dlen != DIGEST_LEN)
+    if (cache_digest(token, len, digest) != 0)
         return sb_auth_verify(a, token, len, now_ms, out, code, message);
 
     centry_t *e = sb_map_get(&c->map, (const char *)digest, DIGEST_LEN);

@@ -36,6 +36,7 @@
 #define DEFAULT_TIMEOUT_MS 5000  /* cmd_timeout_ms == 0 */
 #define MAX_PENDING 100000       /* outstanding commands per connection */
 #define MAX_PENDING_BYTES ((size_t)64 * 1024 * 1024) /* argument bytes of outstanding commands (bounds hiredis's obuf) */
+#define FMT_KEEP_BYTES ((size_t)64 * 1024) /* the reused formatting buffer is kept up to this size; larger ones are freed */
 
 enum conn_state { ST_DISCONNECTED, ST_CONNECTING, ST_READY, ST_CLOSED };
 
@@ -83,6 +84,12 @@ struct sb_redis {
      * this timer's own callback the h2o_timeout_t must outlive it (see dispose_tick). */
     h2o_timeout_t *tick;
     h2o_timeout_entry_t tick_entry;
+
+    /* RESP formatting scratch, reused by every command: hiredis's own argv
+     * formatter (sdscatfmt per argument, growing an sds) cost more than the
+     * rest of a client event's path together. */
+    char *fmt;
+    size_t fmt_cap;
 
     uint64_t connect_deadline, reconnect_at, backoff_ms, rng;
     const char *fail_reason; /* err given to callbacks dropped by a disconnect we started */
@@ -212,21 +219,98 @@ static void on_reply(redisAsyncContext *ac, void *reply_, void *privdata)
     free(q);
 }
 
+static size_t u64_digits(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* "<type><n>\r\n", digits written in place from the last one back */
+static char *put_header(char *p, char type, uint64_t n)
+{
+    size_t d = u64_digits(n);
+    *p++ = type;
+    for (size_t i = d; i > 0; i--) {
+        p[i - 1] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    p += d;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* The command as a RESP array of bulk strings (what redisFormatCommandArgv
+ * makes), in r->fmt or, beyond FMT_KEEP_BYTES, in a buffer the caller frees
+ * (*owned). NULL when out of memory. */
+static char *format_command(sb_redis_t *r, int argc, const char **argv, const size_t *argvlen, size_t *outlen,
+                            char **owned)
+{
+    size_t total = 1 + u64_digits((uint64_t)argc) + 2;
+    for (int i = 0; i < argc; i++) {
+        size_t n = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
+        total += 1 + u64_digits(n) + 2 + n + 2;
+    }
+    char *buf;
+    *owned = NULL;
+    if (total <= r->fmt_cap) {
+        buf = r->fmt;
+    } else if (total <= FMT_KEEP_BYTES) {
+        size_t cap = r->fmt_cap != 0 ? r->fmt_cap : 512;
+        while (cap < total)
+            cap *= 2;
+        if ((buf = realloc(r->fmt, cap)) == NULL)
+            return NULL;
+        r->fmt = buf;
+        r->fmt_cap = cap;
+    } else {
+        if ((buf = malloc(total)) == NULL)
+            return NULL;
+        *owned = buf;
+    }
+    char *p = put_header(buf, '*', (uint64_t)argc);
+    for (int i = 0; i < argc; i++) {
+        size_t n = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
+        p = put_header(p, '$', n);
+        memcpy(p, argv[i], n);
+        p += n;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    *outlen = (size_t)(p - buf);
+    return buf;
+}
+
 static int submit(sb_redis_t *r, sb_redis_cb cb, void *data, uint64_t deadline, int step, int argc, const char **argv,
                   const size_t *argvlen, size_t bytes)
 {
     redisAsyncContext *ac = r->link->ac;
+    size_t len;
+    char *owned;
+    const char *cmd = format_command(r, argc, argv, argvlen, &len, &owned);
+    if (cmd == NULL)
+        return SB_ENOMEM;
     req_t *q = calloc(1, sizeof(*q));
 
-    if (q == NULL)
+    if (q == NULL) {
+        free(owned);
         return SB_ENOMEM;
+    }
     q->r = r;
     q->cb = cb;
     q->data = data;
     q->deadline = deadline;
     q->step = step;
     q->bytes = bytes;
-    if (redisAsyncCommandArgv(ac, on_reply, q, argc, argv, argvlen) != REDIS_OK) {
+    /* hiredis copies the bytes into its output buffer; they go out with the
+     * other commands of this loop iteration in one write */
+    int rc = redisAsyncFormattedCommand(ac, on_reply, q, cmd, len);
+    free(owned);
+    if (rc != REDIS_OK) {
         free(q);
         return (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) != 0 ? SB_EAGAIN : SB_ENOMEM;
     }
@@ -437,6 +521,7 @@ static void free_now(sb_redis_t *r, h2o_timeout_t *running)
     }
     close_detached(r);
     dispose_tick(r, running);
+    free(r->fmt);
     free(r);
 }
 

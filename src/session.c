@@ -1790,15 +1790,28 @@ static void handle_event(sb_socket_t *s, sb_sio_packet_t *p)
         handle_reserved(s, p);
         return;
     }
-    json_t *args = json_array();
-    if (args == NULL)
-        return;
-    for (size_t i = 1; i < json_array_size(p->data); i++)
-        json_array_append(args, json_array_get(p->data, i));
-    char *argtext = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-    json_decref(args);
-    if (argtext == NULL)
-        return;
+    /* The stream's args field: the received text when it is already what jansson would write (the common case,
+     * and much cheaper than building and dumping an array), else the dump. */
+    char *argtext;
+    const char *rest;
+    size_t rest_len;
+    if (sb_sio_event_args_raw(p, &rest, &rest_len)) {
+        if ((argtext = malloc(rest_len + 2)) == NULL)
+            return;
+        argtext[0] = '[';
+        memcpy(argtext + 1, rest, rest_len);
+        argtext[rest_len + 1] = '\0';
+    } else {
+        json_t *args = json_array();
+        if (args == NULL)
+            return;
+        for (size_t i = 1; i < json_array_size(p->data); i++)
+            json_array_append(args, json_array_get(p->data, i));
+        argtext = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+        json_decref(args);
+        if (argtext == NULL)
+            return;
+    }
     if (p->ack_id >= 0) {
         if (s->nacks >= MAX_PENDING_ACKS) {
             send_error_ack(s, p->ack_id, "too_many_pending_acks", "too many events are waiting for an answer");

@@ -241,6 +241,10 @@ static int parse_packet(const char *s, size_t len, unsigned max_attachments, sb_
 
     if (i < len) {
         json_error_t err;
+        if (!binary) {
+            out->text = s + i;
+            out->text_len = len - i;
+        }
         out->data = json_loadb(s + i, len - i, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
         if (out->data == NULL) {
             if (json_error_code(&err) == json_error_out_of_memory) {
@@ -269,6 +273,119 @@ static int parse_packet(const char *s, size_t len, unsigned max_attachments, sb_
         rc = SB_EPROTO;
     }
     return rc;
+}
+
+#define RAW_MAX_KEYS 64 /* keys of the open objects tracked for the duplicate check; more: dump instead */
+#define RAW_MAX_DEPTH 32
+
+/* Walks valid JSON text (jansson parsed it already) and tells whether jansson's
+ * compact, order-preserving dump of it would be the same bytes. */
+static int raw_is_canonical(const char *s, size_t len)
+{
+    const char *kstart[RAW_MAX_KEYS];
+    size_t klen[RAW_MAX_KEYS], nkeys = 0, level_first[RAW_MAX_DEPTH + 1];
+    int is_obj[RAW_MAX_DEPTH + 1], depth = 0;
+    size_t i = 0;
+    is_obj[0] = 0;
+    level_first[0] = 0;
+    while (i < len) {
+        char c = s[i];
+        if (c == '"') {
+            size_t start = ++i;
+            while (i < len && s[i] != '"') {
+                if (s[i] == '\\') {
+                    /* jansson writes these as they are; \u and \/ come out differently */
+                    if (i + 1 >= len || strchr("\"\\bfnrt", s[i + 1]) == NULL || s[i + 1] == '\0')
+                        return 0;
+                    i++;
+                }
+                i++;
+            }
+            if (i >= len)
+                return 0;
+            size_t n = i - start;
+            i++;
+            if (i < len && s[i] == ':') {
+                /* a key: jansson keeps one of equal keys, so duplicates change the output */
+                if (!is_obj[depth] || nkeys == RAW_MAX_KEYS)
+                    return 0;
+                for (size_t k = level_first[depth]; k < nkeys; k++)
+                    if (klen[k] == n && memcmp(kstart[k], s + start, n) == 0)
+                        return 0;
+                kstart[nkeys] = s + start;
+                klen[nkeys++] = n;
+            }
+            continue;
+        }
+        if (c == '-' || is_digit(c)) {
+            /* integers only, in jansson's form: no "-0", no fraction or exponent */
+            size_t start = i;
+            if (c == '-')
+                i++;
+            if (i >= len || !is_digit(s[i]) || (s[i] == '0' && c == '-'))
+                return 0;
+            while (i < len && is_digit(s[i]))
+                i++;
+            if (i < len && (s[i] == '.' || s[i] == 'e' || s[i] == 'E'))
+                return 0;
+            if (i - start > 20)
+                return 0;
+            continue;
+        }
+        switch (c) {
+        case '{':
+        case '[':
+            if (depth == RAW_MAX_DEPTH)
+                return 0;
+            depth++;
+            is_obj[depth] = c == '{';
+            level_first[depth] = nkeys;
+            break;
+        case '}':
+        case ']':
+            if (depth == 0)
+                return 0;
+            nkeys = level_first[depth];
+            depth--;
+            break;
+        case ',':
+        case ':':
+            break;
+        case 't': /* true, false, null: one way to write each */
+        case 'f':
+        case 'n':
+            while (i + 1 < len && s[i + 1] >= 'a' && s[i + 1] <= 'z')
+                i++;
+            break;
+        default:
+            return 0; /* whitespace and anything else */
+        }
+        i++;
+    }
+    return depth == 0;
+}
+
+int sb_sio_event_args_raw(const sb_sio_packet_t *p, const char **rest, size_t *rest_len)
+{
+    const char *s = p->text;
+    size_t len = p->text_len, i = 1;
+    if (s == NULL || p->type != SB_SIO_EVENT || len < 4 || s[0] != '[' || s[1] != '"' || s[len - 1] != ']')
+        return 0;
+    /* skip the event name, a string jansson has checked */
+    for (i = 2; i < len && s[i] != '"'; i++)
+        if (s[i] == '\\')
+            i++;
+    i++;
+    if (i >= len || (s[i] != ',' && s[i] != ']'))
+        return 0;
+    if (s[i] == ',')
+        i++;
+    /* "[" + s[i..] is the arguments' array: check it as one value */
+    if (!raw_is_canonical(s + i, len - i - 1))
+        return 0;
+    *rest = s + i;
+    *rest_len = len - i;
+    return 1;
 }
 
 int sb_sio_parse(const char *s, size_t len, unsigned max_attachments, sb_sio_packet_t *out, const char **why)

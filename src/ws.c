@@ -25,6 +25,7 @@
 
 #include <h2o/http1.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -343,6 +344,34 @@ static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
     u.cb(u.data, sock);
 }
 
+/* SHA-1 for Sec-WebSocket-Accept from a context initialised once: EVP_sha1() in EVP_Digest makes OpenSSL 3
+ * fetch the implementation again on every handshake. The template is only read (copied), so workers share it. */
+static pthread_once_t sha1_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha1_md;
+static EVP_MD_CTX *sha1_init;
+
+static void sha1_fetch(void)
+{
+    /* kept for the process's lifetime */
+    if ((sha1_md = EVP_MD_fetch(NULL, "SHA1", NULL)) != NULL && (sha1_init = EVP_MD_CTX_new()) != NULL &&
+        EVP_DigestInit_ex(sha1_init, sha1_md, NULL) != 1) {
+        EVP_MD_CTX_free(sha1_init);
+        sha1_init = NULL;
+    }
+}
+
+static int accept_digest(const void *src, size_t len, uint8_t *digest, unsigned *dlen)
+{
+    pthread_once(&sha1_once, sha1_fetch);
+    if (sha1_init == NULL)
+        return EVP_Digest(src, len, digest, dlen, EVP_sha1(), NULL) == 1 ? 0 : SB_EIO;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok = c != NULL && EVP_MD_CTX_copy_ex(c, sha1_init) == 1 && EVP_DigestUpdate(c, src, len) == 1 &&
+             EVP_DigestFinal_ex(c, digest, dlen) == 1;
+    EVP_MD_CTX_free(c);
+    return ok ? 0 : SB_EIO;
+}
+
 int sb_ws_upgrade(h2o_req_t *req, sb_ws_upgrade_cb cb, void *data)
 {
     if (!sb_ws_is_handshake(req))
@@ -354,7 +383,7 @@ int sb_ws_upgrade(h2o_req_t *req, sb_ws_upgrade_cb cb, void *data)
     memcpy(src + 24, guid, sizeof(guid) - 1);
     uint8_t digest[EVP_MAX_MD_SIZE];
     unsigned dlen = 0;
-    if (EVP_Digest(src, sizeof(src), digest, &dlen, EVP_sha1(), NULL) != 1 || dlen != 20)
+    if (accept_digest(src, sizeof(src), digest, &dlen) != 0 || dlen != 20)
         return SB_EIO;
     struct upgrade_req *u = malloc(sizeof(*u));
     if (u == NULL)

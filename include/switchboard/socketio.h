@@ -37,6 +37,11 @@ typedef struct sb_sio_packet {
     int64_t ack_id;       /* -1 when absent */
     unsigned attachments; /* binary types only, else 0 */
     json_t *data;         /* parsed data, NULL when absent; owned by the packet */
+    /* The data's JSON text as received: points into the buffer given to
+     * sb_sio_parse, so valid only while that is; NULL for the binary types
+     * (their data changes when the attachments arrive). */
+    const char *text;
+    size_t text_len;
 } sb_sio_packet_t;
 
 /* Parses and validates one packet sent by a client (the Engine.IO MESSAGE data).
@@ -58,6 +63,14 @@ typedef struct sb_sio_packet {
  * On success returns 0 and the caller must call sb_sio_packet_clear. On failure
  * nothing needs freeing. */
 int sb_sio_parse(const char *s, size_t len, unsigned max_attachments, sb_sio_packet_t *out, const char **why);
+
+/* An EVENT's arguments as the JSON array text json_dumps(JSON_COMPACT |
+ * JSON_PRESERVE_ORDER) would make of items 1.. of its data, taken from the
+ * received text instead of dumping: "[" followed by *rest (rest_len bytes,
+ * ending with "]"). Returns 1 when the received text is byte for byte what
+ * jansson would write (no whitespace, integers only, no \u or \/ escapes, no
+ * duplicate keys), 0 when the caller must dump p->data instead. */
+int sb_sio_event_args_raw(const sb_sio_packet_t *p, const char **rest, size_t *rest_len);
 
 /* Releases out->data. Safe on a cleared packet. */
 void sb_sio_packet_clear(sb_sio_packet_t *pkt);

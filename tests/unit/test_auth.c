@@ -316,6 +316,20 @@ static void test_valid_hs(void **state)
         assert_full_claims(a, tok_hs(algs[i], SECRET, payload_with(p, sizeof(p), FULL)));
         sb_auth_free(a);
     }
+    /* Secrets longer than the digest's block (64 or 128 bytes) are hashed first (RFC 2104): the pre-keyed
+     * HMAC states must agree with OpenSSL's HMAC(), and a secret one byte off must not. */
+    char longkey[201], other[201];
+    memset(longkey, 'k', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    memcpy(other, longkey, sizeof(other));
+    other[199] = 'j';
+    for (size_t i = 0; i < 3; i++) {
+        sb_auth_t *a = mk((opts_t){.alg = algs[i], .secret = longkey});
+        char p[512];
+        assert_full_claims(a, tok_hs(algs[i], longkey, payload_with(p, sizeof(p), FULL)));
+        assert_string_equal(check(a, tok_hs(algs[i], other, payload_with(p, sizeof(p), FULL))), "token_invalid");
+        sb_auth_free(a);
+    }
 }
 
 static void test_valid_rs256_es256(void **state)

@@ -332,6 +332,34 @@ static void test_set_get(void **state)
     RUN_UNTIL(f, strlen_.called, 2000);
     assert_int_equal(strlen_.integer, 3);
 
+    /* our own RESP formatting: CR LF inside an argument, an empty argument, and one larger than the reused
+     * formatting buffer keeps (64 KiB), each read back byte for byte */
+    enum { BIG = 100000 };
+    char *big = malloc(BIG);
+    assert_non_null(big);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = "x\r\n$*0"[i % 6];
+    const char *argv2[] = {"MSET", "sb:test:crlf", "a\r\nb", "sb:test:empty", "", "sb:test:big", big};
+    const size_t lens2[] = {4, 12, 4, 13, 0, 11, BIG};
+    assert_int_equal(lens2[1], strlen(argv2[1]));
+    assert_int_equal(lens2[3], strlen(argv2[3]));
+    result_t mset = {0}, g1 = {0}, g2 = {0}, g3 = {0};
+    assert_int_equal(sb_redis_commandargv(f->r, on_result, &mset, 0, 7, argv2, lens2), 0);
+    assert_int_equal(cmd(f, &g1, 0, "GET", "sb:test:crlf", NULL), 0);
+    assert_int_equal(cmd(f, &g2, 0, "STRLEN", "sb:test:empty", NULL), 0);
+    assert_int_equal(cmd(f, &g3, 0, "STRLEN", "sb:test:big", NULL), 0);
+    RUN_UNTIL(f, g3.called, 2000);
+    assert_int_equal(mset.type, REDIS_REPLY_STATUS);
+    assert_string_equal(g1.str, "a\r\nb");
+    assert_int_equal(g2.integer, 0);
+    assert_int_equal(g3.integer, BIG);
+    result_t range = {0};
+    assert_int_equal(cmd(f, &range, 0, "GETRANGE", "sb:test:big", "99990", "99999", NULL), 0);
+    RUN_UNTIL(f, range.called, 2000);
+    assert_int_equal(range.type, REDIS_REPLY_STRING);
+    assert_memory_equal(range.str, big + 99990, 10);
+    free(big);
+
     /* commands that would break the one-reply-per-command pipeline are refused */
     result_t sub = {0};
     assert_int_equal(cmd(f, &sub, 0, "SUBSCRIBE", "ch", NULL), SB_EINVAL);

@@ -604,6 +604,70 @@ static void test_attach_too_deep(void **state)
     json_decref(root);
 }
 
+/* What handle_event stores when the raw text cannot be used: items 1.. dumped. */
+static char *dumped_args(const json_t *data)
+{
+    json_t *args = json_array();
+    for (size_t i = 1; i < json_array_size(data); i++)
+        json_array_append(args, json_array_get(data, i));
+    char *t = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    json_decref(args);
+    return t;
+}
+
+/* raw: 1 when the received text must be usable as it is. Either way, what the
+ * caller ends up with is byte for byte the dump. */
+static void expect_args_raw(const char *pkt, int raw)
+{
+    sb_sio_packet_t p;
+    const char *why = NULL, *rest = NULL;
+    size_t rest_len = 0;
+    assert_int_equal(sb_sio_parse(pkt, strlen(pkt), 10, &p, &why), 0);
+    char *dump = dumped_args(p.data);
+    assert_non_null(dump);
+    int got = sb_sio_event_args_raw(&p, &rest, &rest_len);
+    if (got != raw)
+        fail_msg("%s: raw %d, expected %d", pkt, got, raw);
+    if (got) {
+        assert_int_equal(rest_len + 1, strlen(dump));
+        assert_int_equal(dump[0], '[');
+        assert_memory_equal(rest, dump + 1, rest_len);
+    }
+    free(dump);
+    sb_sio_packet_clear(&p);
+}
+
+static void test_event_args_raw(void **state)
+{
+    (void)state;
+    expect_args_raw("2[\"e\"]", 1);
+    expect_args_raw("2[\"e\",1]", 1);
+    expect_args_raw("21[\"e\",{\"t\":1732761178123}]", 1);
+    expect_args_raw("2/chat,7[\"e\",{\"a\":[1,-2,true,false,null,{}],\"b\":\"x\\\"y\\\\z\\n\\t\"},[],\"\u00e9/\"]", 1);
+    expect_args_raw("2[\"na\\\"me\",{\"a\":{\"a\":1},\"b\":{\"a\":2}}]", 1); /* equal keys in different objects */
+    expect_args_raw("2[\"e\",{\"a\":1,\"b\":[{\"a\":2}],\"c\":3}]", 1);
+    /* not what jansson writes: the dump is used */
+    expect_args_raw("2[\"e\", 1]", 0);
+    expect_args_raw("2[ \"e\",1]", 0);
+    expect_args_raw("2[\"e\",1 ]", 0);
+    expect_args_raw("2[\"e\",{\"a\": 1}]", 0);
+    expect_args_raw("2[\"e\",1.5]", 0);
+    expect_args_raw("2[\"e\",1e3]", 0);
+    expect_args_raw("2[\"e\",-0]", 0);
+    expect_args_raw("2[\"e\",\"\\u00e9\"]", 0);
+    expect_args_raw("2[\"e\",\"a\\/b\"]", 0);
+    expect_args_raw("2[\"e\",{\"a\":1,\"a\":2}]", 0);
+    expect_args_raw("2[\"e\",{\"a\":1,\"b\":{\"c\":1},\"a\":2}]", 0);
+    /* binary events never: their data changes with the attachments */
+    sb_sio_packet_t p;
+    const char *why = NULL, *rest = NULL;
+    size_t rest_len = 0;
+    const char *bin = "51-[\"e\",{\"_placeholder\":true,\"num\":0}]";
+    assert_int_equal(sb_sio_parse(bin, strlen(bin), 10, &p, &why), 0);
+    assert_int_equal(sb_sio_event_args_raw(&p, &rest, &rest_len), 0);
+    sb_sio_packet_clear(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -624,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_encode_disconnect),
         cmocka_unit_test(test_encode_parse_round_trip),
         cmocka_unit_test(test_attach_too_deep),
+        cmocka_unit_test(test_event_args_raw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
