@@ -141,7 +141,7 @@ struct api_call {
     int disposed;
     int finished; /* answered (or given up); freed when finished && disposed */
     api_done_cb cb;
-    size_t pending; /* Redis replies still expected */
+    size_t pending;  /* Redis replies still expected */
     json_t *results; /* batch */
     /* emit-with-ack */
     char request_id[24];
@@ -428,8 +428,8 @@ static int validate_durable(json_t *o, verr_t *e)
 
 static int validate_emit(const sb_config_t *cfg, json_t *o, verr_t *e)
 {
-    static const char *const allowed[] = {"namespace", "event", "args", "rooms", "users", "sockets", "except_rooms",
-                                          "except_sockets", "volatile", "durable", NULL};
+    static const char *const allowed[] = {"namespace",    "event",          "args",     "rooms",   "users", "sockets",
+                                          "except_rooms", "except_sockets", "volatile", "durable", NULL};
     int p;
     if (only_fields(o, allowed, e) || check_nsp(cfg, o, e) || check_event(o, e) || names(o, "rooms", &p, e) ||
         names(o, "users", &p, e) || names(o, "sockets", &p, e) || names(o, "except_rooms", &p, e) ||
@@ -500,8 +500,8 @@ static const char *validate_op(const sb_config_t *cfg, const char *op, json_t *o
     return op;
 }
 
-int sb_api_validate(const sb_config_t *cfg, const char *op, const char *body, size_t len, char *field,
-                    size_t fieldlen, char *message, size_t messagelen)
+int sb_api_validate(const sb_config_t *cfg, const char *op, const char *body, size_t len, char *field, size_t fieldlen,
+                    char *message, size_t messagelen)
 {
     verr_t e = {0};
     json_error_t jerr;
@@ -535,7 +535,7 @@ static int fcall_durable(api_call_t *c, size_t idx, json_t *msg, const char *tex
     size_t argc = 10 + n;
     const char **argv = calloc(argc, sizeof(*argv));
     size_t *lens = calloc(argc, sizeof(*lens));
-    char (*inbox_keys)[600] = calloc(n + 1, sizeof(*inbox_keys));
+    char(*inbox_keys)[600] = calloc(n + 1, sizeof(*inbox_keys));
     char nkeys[24], maxlen[24], age[24];
     int rv = SB_ENOMEM;
     if (argtext == NULL || argv == NULL || lens == NULL || inbox_keys == NULL)
@@ -544,7 +544,8 @@ static int fcall_durable(api_call_t *c, size_t idx, json_t *msg, const char *tex
     if (!sb_key(c->w, inbox_keys[0], sizeof(inbox_keys[0]), "bus"))
         goto out;
     for (size_t i = 0; i < n; i++)
-        if (!sb_key(c->w, inbox_keys[i + 1], sizeof(inbox_keys[0]), "{user:%s}:inbox", json_string_value(json_array_get(users, i))))
+        if (!sb_key(c->w, inbox_keys[i + 1], sizeof(inbox_keys[0]), "{user:%s}:inbox",
+                    json_string_value(json_array_get(users, i))))
             goto out;
     snprintf(nkeys, sizeof(nkeys), "%zu", n + 1);
     snprintf(maxlen, sizeof(maxlen), "%" PRIu64, c->w->cfg->inbox_maxlen);
@@ -714,10 +715,12 @@ static void on_socket_emitted(api_call_t *c, redisReply *reply, const char *err,
     (void)idx;
     if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
         waiting_remove(c);
-        call_answer(c, 503, error_body("unavailable", reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                      : err != NULL ? err
-                                                                    : "redis error",
-                                       NULL));
+        call_answer(c, 503,
+                    error_body("unavailable",
+                               reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
+                               : err != NULL                                     ? err
+                                                                                 : "redis error",
+                               NULL));
     }
     /* else: the answer comes through the reply stream, or the sweep gives 504 */
 }
@@ -729,8 +732,12 @@ static void on_socket_looked_up(api_call_t *c, redisReply *reply, const char *er
     c->results = NULL;
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         json_decref(body);
-        call_answer(c, 503, error_body("unavailable", reply != NULL ? reply->str : err != NULL ? err : "redis error",
-                                       NULL));
+        call_answer(c, 503,
+                    error_body("unavailable",
+                               reply != NULL ? reply->str
+                               : err != NULL ? err
+                                             : "redis error",
+                               NULL));
         return;
     }
     if (reply->type != REDIS_REPLY_STRING) {
@@ -745,9 +752,10 @@ static void on_socket_looked_up(api_call_t *c, redisReply *reply, const char *er
     uint64_t timeout = t != NULL ? (uint64_t)json_integer_value(t) : c->w->cfg->ack_timeout_ms;
     json_t *args = json_object_get(body, "args");
     json_t *msg = json_pack("{s:s#,s:O,s:o,s:[s],s:s,s:s}", "namespace", reply->str, (int)reply->len, "event",
-                            json_object_get(body, "event"), "args", json_is_array(args) ? json_incref(args) : json_array(),
-                            "sockets", json_string_value(json_object_get(body, "socket")), "reply_to",
-                            c->w->reply_key, "request_id", c->request_id);
+                            json_object_get(body, "event"), "args",
+                            json_is_array(args) ? json_incref(args) : json_array(), "sockets",
+                            json_string_value(json_object_get(body, "socket")), "reply_to", c->w->reply_key,
+                            "request_id", c->request_id);
     json_decref(body);
     if (msg == NULL) {
         call_answer(c, 503, error_body("unavailable", "out of memory", NULL));
@@ -781,10 +789,12 @@ static int query_failed(api_call_t *c, redisReply *reply, const char *err)
 {
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY)
         return 0;
-    call_answer(c, 503, error_body("unavailable", reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                  : err != NULL ? err
-                                                                : "redis error",
-                                   NULL));
+    call_answer(c, 503,
+                error_body("unavailable",
+                           reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
+                           : err != NULL                                     ? err
+                                                                             : "redis error",
+                           NULL));
     return 1;
 }
 
@@ -908,8 +918,7 @@ static void on_stats(api_call_t *c, redisReply *reply, const char *err, size_t i
                 long long v = strtoll(h->element[k + 1]->str, NULL, 10);
                 size_t fl = strlen(f);
                 int is_ms = fl > 3 && strcmp(f + fl - 3, "_ms") == 0;
-                json_object_set_new(node, f,
-                                    is_ms ? json_real(strtod(h->element[k + 1]->str, NULL)) : json_integer(v));
+                json_object_set_new(node, f, is_ms ? json_real(strtod(h->element[k + 1]->str, NULL)) : json_integer(v));
                 /* Latencies (…_ms) do not add up across nodes: only counts go into the totals. */
                 if (strcmp(f, "started_at") != 0 && strcmp(f, "last_seen") != 0 && !is_ms) {
                     json_t *t = json_object_get(totals, f);
@@ -1074,10 +1083,10 @@ static void handle_batch(sb_worker_t *w, h2o_req_t *req)
     {
         json_array_append_new(c->results, json_null());
         json_t *op = json_object_get(item, "op");
-        names_of[i] = !json_is_string(op)                          ? NULL
-                      : strcmp(json_string_value(op), "emit") == 0  ? "emit"
-                      : strcmp(json_string_value(op), "join") == 0  ? "join"
-                      : strcmp(json_string_value(op), "leave") == 0 ? "leave"
+        names_of[i] = !json_is_string(op)                                ? NULL
+                      : strcmp(json_string_value(op), "emit") == 0       ? "emit"
+                      : strcmp(json_string_value(op), "join") == 0       ? "join"
+                      : strcmp(json_string_value(op), "leave") == 0      ? "leave"
                       : strcmp(json_string_value(op), "disconnect") == 0 ? "disconnect"
                       : strcmp(json_string_value(op), "ack") == 0        ? "ack"
                                                                          : NULL;
@@ -1226,8 +1235,7 @@ static void on_api_rate(sb_worker_t *w, int status, long long retry_ms, void *da
         sb_count_limited(w, SB_LIMIT_API);
         char ra[24];
         snprintf(ra, sizeof(ra), "%lld", (retry_ms + 999) / 1000);
-        h2o_add_header_by_str(&c->req->pool, &c->req->res.headers, H2O_STRLIT("retry-after"), 0, NULL, ra,
-                              strlen(ra));
+        h2o_add_header_by_str(&c->req->pool, &c->req->res.headers, H2O_STRLIT("retry-after"), 0, NULL, ra, strlen(ra));
         json_t *body = error_body("rate_limited", "too many requests for this API key", NULL);
         json_object_set_new(json_object_get(body, "error"), "retry_after_ms", json_integer(retry_ms));
         call_answer(c, 429, body);
@@ -1307,7 +1315,10 @@ static int route(sb_worker_t *w, h2o_req_t *req)
     static const struct {
         const char *path;
         const char *op;
-    } ops[] = {{"/emit", "emit"}, {"/join", "join"}, {"/leave", "leave"}, {"/disconnect", "disconnect"},
+    } ops[] = {{"/emit", "emit"},
+               {"/join", "join"},
+               {"/leave", "leave"},
+               {"/disconnect", "disconnect"},
                {"/acks", "ack"}};
     for (size_t i = 0; i < SB_ARRAY_SIZE(ops); i++) {
         if (plen == strlen(ops[i].path) && memcmp(path, ops[i].path, plen) == 0) {
@@ -1493,8 +1504,8 @@ static void reaped_slice(sb_redis_t *r, redisReply *reply, const char *err, void
     (void)r;
     reap_t *rp = data;
     if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        sb_log(SB_LOG_WARN, "reaping a dead node failed", "node", rp->node, "error",
-               reply != NULL ? reply->str : err, NULL);
+        sb_log(SB_LOG_WARN, "reaping a dead node failed", "node", rp->node, "error", reply != NULL ? reply->str : err,
+               NULL);
         free(rp);
         return;
     }
@@ -1521,8 +1532,9 @@ static void reap_next(reap_t *rp)
     snprintf(maxlen, sizeof(maxlen), "%" PRIu64, w->cfg->events_maxlen);
     /* The dead node's clients reconnect elsewhere: their state stays for recovery (--recovery-window). */
     snprintf(keep, sizeof(keep), "%" PRIu64, w->cfg->recovery_window_ms);
-    const char *argv[] = {"FCALL", "sb_node_sockets_purge", "1", key, w->cfg->redis_prefix, rp->node,
-                          "node lost", ts, maxlen, "1000", keep};
+    const char *argv[] = {
+        "FCALL", "sb_node_sockets_purge", "1", key, w->cfg->redis_prefix, rp->node, "node lost", ts, maxlen, "1000",
+        keep};
     size_t lens[11];
     lens_of(argv, lens, 11);
     if (sb_redis_commandargv(w->cmd, reaped_slice, rp, 0, 11, argv, lens) != 0)
@@ -1587,11 +1599,20 @@ void sb_api_heartbeat(sb_worker_t *w)
     struct {
         const char *name;
         unsigned long long v;
-    } figures[] = {{"connections", conns},      {"sockets", socks},      {"connects_total", connects},
-                   {"disconnects_total", disc_total}, {"events_in", in},  {"events_out", dlv},
-                   {"deliveries", dlv},         {"bus_entries", bus},    {"dropped", dropped},
-                   {"rate_limited", limited},   {"auth_failures", authf}, {"threads", s->nworkers},
-                   {"started_at", s->started_at_ms},       {"draining", (unsigned long long)atomic_load(&s->draining)}};
+    } figures[] = {{"connections", conns},
+                   {"sockets", socks},
+                   {"connects_total", connects},
+                   {"disconnects_total", disc_total},
+                   {"events_in", in},
+                   {"events_out", dlv},
+                   {"deliveries", dlv},
+                   {"bus_entries", bus},
+                   {"dropped", dropped},
+                   {"rate_limited", limited},
+                   {"auth_failures", authf},
+                   {"threads", s->nworkers},
+                   {"started_at", s->started_at_ms},
+                   {"draining", (unsigned long long)atomic_load(&s->draining)}};
     enum { NF = sizeof(figures) / sizeof(figures[0]) };
     char vals[NF + SB_REASONS][24], reason_names[SB_REASONS][64];
     const char *argv[9 + 2 * (NF + SB_REASONS) + 2 + 2 * 5];
@@ -1622,8 +1643,10 @@ void sb_api_heartbeat(sb_worker_t *w)
         const char *name;
         sb_metric_t *m;
         double q, scale;
-    } lat[] = {{"delivery_p50_ms", SB_M(w)->bus_delivery, 0.5, 1000}, {"delivery_p99_ms", SB_M(w)->bus_delivery, 0.99, 1000},
-               {"redis_p50_ms", SB_M(w)->redis_seconds, 0.5, 1000}, {"redis_p99_ms", SB_M(w)->redis_seconds, 0.99, 1000},
+    } lat[] = {{"delivery_p50_ms", SB_M(w)->bus_delivery, 0.5, 1000},
+               {"delivery_p99_ms", SB_M(w)->bus_delivery, 0.99, 1000},
+               {"redis_p50_ms", SB_M(w)->redis_seconds, 0.5, 1000},
+               {"redis_p99_ms", SB_M(w)->redis_seconds, 0.99, 1000},
                {"loop_lag_ms", SB_M(w)->loop_lag, 1.0, 1000}};
     char latv[SB_ARRAY_SIZE(lat)][32];
     for (size_t i = 0; i < SB_ARRAY_SIZE(lat); i++) {

@@ -42,7 +42,7 @@ typedef struct policy {
     enum family fam;
     jwt_alg_t alg;
     char alg_name[8];
-    const EVP_MD *md;   /* HS*: the HMAC digest */
+    const EVP_MD *md; /* HS*: the HMAC digest */
     /* HS*: the digest fetched once and the HMAC's inner and outer hash states
      * with the padded key already absorbed (RFC 2104), copied for each token:
      * HMAC() fetched the digest and keyed a new MAC on every call, which cost
@@ -58,10 +58,10 @@ typedef struct policy {
 } policy_t;
 
 struct sb_auth {
-    pthread_rwlock_t lock;   /* readers: verifications; writer: the swap of pol */
-    pthread_mutex_t reload;  /* one reload at a time, so a reload may read pol unlocked */
+    pthread_rwlock_t lock;  /* readers: verifications; writer: the swap of pol */
+    pthread_mutex_t reload; /* one reload at a time, so a reload may read pol unlocked */
     policy_t pol;
-    int enabled; /* fixed at creation (a reload never switches modes), so read without the lock */
+    int enabled;                 /* fixed at creation (a reload never switches modes), so read without the lock */
     _Atomic uint64_t generation; /* bumped by every reload; caches compare it without the lock */
 };
 
@@ -590,8 +590,8 @@ static int load_public_key(policy_t *p, const char *path, const char **why)
     } else {
         char group[64];
         size_t glen = 0;
-        if (EVP_PKEY_get_base_id(pk) != EVP_PKEY_EC ||
-            EVP_PKEY_get_group_name(pk, group, sizeof(group), &glen) != 1 || strcmp(group, "prime256v1") != 0) {
+        if (EVP_PKEY_get_base_id(pk) != EVP_PKEY_EC || EVP_PKEY_get_group_name(pk, group, sizeof(group), &glen) != 1 ||
+            strcmp(group, "prime256v1") != 0) {
             *why = "--jwt-public-key: ES256 needs an EC key on P-256";
             goto done;
         }
@@ -705,8 +705,8 @@ sb_auth_t *sb_auth_create(const sb_config_t *cfg, const char **why)
         *why = "out of memory";
         return NULL;
     }
-    if (policy_build(&a->pol, cfg->jwt_alg, cfg->jwt_secret, cfg->jwt_public_key, cfg->jwt_issuer,
-                     cfg->jwt_audience, cfg->jwt_leeway_ms, why) != 0) {
+    if (policy_build(&a->pol, cfg->jwt_alg, cfg->jwt_secret, cfg->jwt_public_key, cfg->jwt_issuer, cfg->jwt_audience,
+                     cfg->jwt_leeway_ms, why) != 0) {
         free(a);
         return NULL;
     }

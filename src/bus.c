@@ -94,8 +94,14 @@ static void apply_entry(sb_worker_t *w, const redisReply *entry)
             sb_log(SB_LOG_WARN, "bus entry skipped", "why", "missing op or msg field", "id", w->bus_last_id, NULL);
         return;
     }
-    sb_bus_entry_t be = {id->str, id->len, op->str, op->len, msg->str, msg->len,
-                         inbox != NULL ? inbox->str : NULL, inbox != NULL ? inbox->len : 0};
+    sb_bus_entry_t be = {id->str,
+                         id->len,
+                         op->str,
+                         op->len,
+                         msg->str,
+                         msg->len,
+                         inbox != NULL ? inbox->str : NULL,
+                         inbox != NULL ? inbox->len : 0};
     sb_bus_apply(w, &be);
 }
 
@@ -143,8 +149,8 @@ static void read_next(sb_worker_t *w)
     snprintf(block, sizeof(block), "%llu", (unsigned long long)w->cfg->bus_block_ms);
     /* The worker's reply stream is read in the same XREAD, so a REST call waiting for a client's ack is answered
      * as soon as the ack is written, without another connection. */
-    const char *argv[] = {"XREAD", "COUNT", count, "BLOCK", block, "STREAMS", key, w->reply_key, w->bus_last_id,
-                          w->reply_last_id};
+    const char *argv[] = {"XREAD",   "COUNT", count,        "BLOCK",        block,
+                          "STREAMS", key,     w->reply_key, w->bus_last_id, w->reply_last_id};
     size_t lens[SB_ARRAY_SIZE(argv)];
     for (size_t i = 0; i < SB_ARRAY_SIZE(argv); i++)
         lens[i] = strlen(argv[i]);

@@ -144,11 +144,21 @@ int sb_buf_append_json_str(sb_buf_t *b, const char *s, size_t len)
             esc[0] = '\\';
             esclen = 2;
             switch (c) {
-            case '\b': esc[1] = 'b'; break;
-            case '\f': esc[1] = 'f'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
+            case '\b':
+                esc[1] = 'b';
+                break;
+            case '\f':
+                esc[1] = 'f';
+                break;
+            case '\n':
+                esc[1] = 'n';
+                break;
+            case '\r':
+                esc[1] = 'r';
+                break;
+            case '\t':
+                esc[1] = 't';
+                break;
             default:
                 esc[1] = 'u';
                 esc[2] = '0';

@@ -52,10 +52,10 @@ enum kind {
     K_VERSION, /* --version */
 };
 
-#define F_SECRET 1u      /* never echo the value in an error */
-#define F_EMPTY_OK 2u    /* "" is a valid value */
-#define F_UPPER 4u       /* stored upper-cased */
-#define F_NO_ENV 8u      /* no environment variable */
+#define F_SECRET 1u   /* never echo the value in an error */
+#define F_EMPTY_OK 2u /* "" is a valid value */
+#define F_UPPER 4u    /* stored upper-cased */
+#define F_NO_ENV 8u   /* no environment variable */
 
 /* Checks one value (one item of a list). Returns NULL or a static reason. */
 typedef const char *(*check_fn)(const char *v);
@@ -100,8 +100,8 @@ static const opt_t opts[] = {
 
     {"redis", K_STR, F_SECRET, OFF(redis_url), 0, 0, check_text, "Redis", "URL", "none (start a private redis-server)",
      "redis://[user:pass@]host[:port][/db] or unix:///path/to/redis.sock[?db=N].", "SWITCHBOARD_REDIS_URL"},
-    {"redis-prefix", K_STR, F_EMPTY_OK, OFF(redis_prefix), 0, 0, check_prefix, NULL, "PREFIX", "sb:",
-     "Prefix of every Redis key and stream.", NULL},
+    {"redis-prefix", K_STR, F_EMPTY_OK, OFF(redis_prefix), 0, 0, check_prefix, NULL, "PREFIX",
+     "sb:", "Prefix of every Redis key and stream.", NULL},
     {"redis-timeout", K_DUR, 0, OFF(redis_timeout_ms), 1, 10 * MS_MINUTE, NULL, NULL, "DURATION", "5s",
      "Deadline of one Redis command; past it the connection is dropped and re-established.", NULL},
     {"events-maxlen", K_COUNT, 0, OFF(events_maxlen), 1, 1000000000, NULL, NULL, "N", "100000",
@@ -110,8 +110,8 @@ static const opt_t opts[] = {
      "Approximate length cap (MAXLEN ~) of the broadcast bus stream.", NULL},
     {"bus-block", K_DUR, 0, OFF(bus_block_ms), 1, 10 * MS_MINUTE, NULL, NULL, "DURATION", "5s",
      "How long one XREAD on the bus waits for new entries (must be > 0: 0 would block forever).", NULL},
-    {"bus-count", K_COUNT, 0, OFF(bus_count), 1, 100000, NULL, NULL, "N", "256",
-     "Maximum bus entries read per XREAD.", NULL},
+    {"bus-count", K_COUNT, 0, OFF(bus_count), 1, 100000, NULL, NULL, "N", "256", "Maximum bus entries read per XREAD.",
+     NULL},
     {"inbox-maxlen", K_COUNT, 0, OFF(inbox_maxlen), 1, 1000000, NULL, NULL, "N", "1000",
      "Entries kept in one user's durable inbox; a durable emit to a full inbox drops the oldest (counted, logged).",
      NULL},
@@ -174,8 +174,7 @@ static const opt_t opts[] = {
      "POST client events whose name matches GLOB to URL, e.g. 'chat:*=https://api.example.com/hook'. Repeatable.",
      NULL},
     {"webhook-lifecycle", K_BOOL, 0, OFF(webhook_lifecycle), 0, 0, NULL, NULL, "BOOL", "false",
-     "Also POST connect and disconnect entries, to webhooks whose GLOB matches \"connect\" / \"disconnect\".",
-     NULL},
+     "Also POST connect and disconnect entries, to webhooks whose GLOB matches \"connect\" / \"disconnect\".", NULL},
     {"webhook-timeout", K_DUR, 0, OFF(webhook_timeout_ms), 1, 10 * MS_MINUTE, NULL, NULL, "DURATION", "5s",
      "Deadline of one webhook request (connect, send, answer).", NULL},
     {"webhook-retries", K_UINT, 0, OFF(webhook_retries), 0, 20, NULL, NULL, "N", "3",
@@ -194,8 +193,8 @@ static const opt_t opts[] = {
      "Failed calls within --webhook-breaker-window that open a URL's circuit.", NULL},
     {"webhook-breaker-window", K_DUR, 0, OFF(webhook_breaker_window_ms), 1, MS_HOUR, NULL, NULL, "DURATION", "10s",
      "Window in which failures are counted.", NULL},
-    {"webhook-breaker-cooldown", K_DUR, 0, OFF(webhook_breaker_cooldown_ms), 1, MS_HOUR, NULL, NULL, "DURATION",
-     "5s", "How long an open circuit stays open before one half-open probe request.", NULL},
+    {"webhook-breaker-cooldown", K_DUR, 0, OFF(webhook_breaker_cooldown_ms), 1, MS_HOUR, NULL, NULL, "DURATION", "5s",
+     "How long an open circuit stays open before one half-open probe request.", NULL},
     {"events-stream", K_BOOL, 0, OFF(events_stream), 0, 0, NULL, NULL, "BOOL", "true",
      "Write client events to the events stream even when a webhook handles them.", NULL},
     {"http-timeout", K_DUR, 0, OFF(http_timeout_ms), 100, 10 * MS_MINUTE, NULL, NULL, "DURATION", "10s",
@@ -213,8 +212,7 @@ static const opt_t opts[] = {
      "Largest REST request body; larger ones get 413.", NULL},
 
     {"jwt-alg", K_STR, F_UPPER, OFF(jwt_alg), 0, 0, check_jwt_alg, "Auth", "ALG", "HS256",
-     "JWT algorithm, pinned: HS256, HS384, HS512 (with --jwt-secret) or RS256, ES256 (with --jwt-public-key).",
-     NULL},
+     "JWT algorithm, pinned: HS256, HS384, HS512 (with --jwt-secret) or RS256, ES256 (with --jwt-public-key).", NULL},
     {"jwt-secret", K_STR, F_SECRET, OFF(jwt_secret), 0, 0, check_text, NULL, "SECRET", "none",
      "Shared secret for HS* tokens. Without a secret or key, clients connect anonymously.", NULL},
     {"jwt-public-key", K_STR, 0, OFF(jwt_public_key), 0, 0, check_text, NULL, "FILE", "none",
@@ -238,8 +236,7 @@ static const opt_t opts[] = {
     {"rate-room-publish", K_RATE, 0, OFF(rate_room_publish), 0, 0, NULL, NULL, "N/DURATION[:BURST]", "100/1s:200",
      "$publish calls into one room, from all clients together.", NULL},
     {"rate-connections", K_RATE, 0, OFF(rate_connections), 0, 0, NULL, NULL, "N/DURATION[:BURST]", "50/1s:200",
-     "Socket.IO connects from one client address; over it the connect is refused (CONNECT_ERROR rate_limited).",
-     NULL},
+     "Socket.IO connects from one client address; over it the connect is refused (CONNECT_ERROR rate_limited).", NULL},
     {"rate-api", K_RATE, 0, OFF(rate_api), 0, 0, NULL, NULL, "N/DURATION[:BURST]", "1000/1s:2000",
      "REST calls per API key; over it: 429 with Retry-After.", NULL},
     {"rate-abuse-limit", K_UINT, 0, OFF(rate_abuse_limit), 0, 1000000, NULL, NULL, "N", "50",
@@ -717,8 +714,8 @@ static int set_one(parser_t *p, size_t i, enum source src, const char *v)
         if (u < o->min || u > o->max) {
             char msg[160];
             if (o->min > 0)
-                snprintf(msg, sizeof(msg), "is out of range: must be from %llums to %llums",
-                         (unsigned long long)o->min, (unsigned long long)o->max);
+                snprintf(msg, sizeof(msg), "is out of range: must be from %llums to %llums", (unsigned long long)o->min,
+                         (unsigned long long)o->max);
             else
                 snprintf(msg, sizeof(msg), "is out of range: must be at most %llums", (unsigned long long)o->max);
             return fail_value(p, o, src, v, msg);

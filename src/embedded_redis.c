@@ -117,9 +117,9 @@ static int ping_unix(const char *path)
 
 static int spawn_server(const char *bin, const char *dir, const char *sock, const char *logfile, pid_t *pid)
 {
-    const char *argv[] = {bin,         "--port",      "0",         "--unixsocket", sock,          "--unixsocketperm",
-                          "700",       "--save",      "",          "--appendonly", "no",          "--daemonize",
-                          "no",        "--dir",       dir,         "--logfile",    logfile,       NULL};
+    const char *argv[] = {bin,   "--port", "0", "--unixsocket", sock,    "--unixsocketperm",
+                          "700", "--save", "",  "--appendonly", "no",    "--daemonize",
+                          "no",  "--dir",  dir, "--logfile",    logfile, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, defaults;

@@ -33,12 +33,12 @@ struct sb_eio_conn {
     char *token;     /* Authorization: Bearer of the handshake (never logged) */
     void *data;
 
-    sb_buf_t out;         /* polling: queued payload (0x1e-joined packets) */
-    struct poll_op *get;  /* polling: the parked GET */
-    sb_ws_t *ws;          /* websocket transport */
-    sb_ws_t *probe;       /* websocket being upgraded to */
-    int ws_pending;       /* a 101 is being written for this conn */
-    int linger;           /* closed by the client with no GET parked: the racing GET still gets its noop */
+    sb_buf_t out;        /* polling: queued payload (0x1e-joined packets) */
+    struct poll_op *get; /* polling: the parked GET */
+    sb_ws_t *ws;         /* websocket transport */
+    sb_ws_t *probe;      /* websocket being upgraded to */
+    int ws_pending;      /* a 101 is being written for this conn */
+    int linger;          /* closed by the client with no GET parked: the racing GET still gets its noop */
 
     h2o_timeout_entry_t hb;
     h2o_timeout_entry_t upgrade_timer;
@@ -76,7 +76,7 @@ static sb_worker_t *worker_of_req(h2o_req_t *req)
     return (sb_worker_t *)((char *)req->conn->ctx - offsetof(sb_worker_t, ctx));
 }
 
-#define CONN_OF(entry, field) ((sb_eio_conn_t *)((char *)(entry) - offsetof(sb_eio_conn_t, field)))
+#define CONN_OF(entry, field) ((sb_eio_conn_t *)((char *)(entry)-offsetof(sb_eio_conn_t, field)))
 
 /* ---- HTTP helpers ---------------------------------------------------------------------------------------------- */
 
@@ -118,10 +118,12 @@ static int add_cors(h2o_req_t *req, const sb_config_t *cfg)
 static void send_body(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     req->res.status = status;
-    req->res.reason = status == 200 ? "OK" : status == 204 ? "No Content" : status == 403 ? "Forbidden"
-                      : status == 503                         ? "Service Unavailable"
-                      : status == 413                         ? "Payload Too Large"
-                                                              : "Bad Request";
+    req->res.reason = status == 200   ? "OK"
+                      : status == 204 ? "No Content"
+                      : status == 403 ? "Forbidden"
+                      : status == 503 ? "Service Unavailable"
+                      : status == 413 ? "Payload Too Large"
+                                      : "Bad Request";
     if (ctype != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
     h2o_send_inline(req, body, len);
@@ -607,8 +609,8 @@ static void ws_on_close(sb_ws_t *ws, void *ud, const char *reason)
             sb_eio_close(c, strcmp(reason, "message too big") == 0 || strcmp(reason, "protocol error") == 0 ||
                                     strcmp(reason, "invalid utf-8") == 0
                                 ? "parse error"
-                                : strcmp(reason, "peer closed") == 0 ? "transport close"
-                                                                    : "transport error");
+                            : strcmp(reason, "peer closed") == 0 ? "transport close"
+                                                                 : "transport error");
         }
     } else if (ws == c->probe) {
         c->probe = NULL;
@@ -787,7 +789,8 @@ static void owner_handle(sb_worker_t *w, void *arg)
         return;
     }
     if (c == NULL || c->closing) {
-        sb_log(SB_LOG_DEBUG, "request for an unknown session", "sid", op->sid, "closing", c != NULL ? "yes" : "no", NULL);
+        sb_log(SB_LOG_DEBUG, "request for an unknown session", "sid", op->sid, "closing", c != NULL ? "yes" : "no",
+               NULL);
         op_answer_error(op, SB_EIO_ERR_UNKNOWN_SID);
         return;
     }

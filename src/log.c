@@ -29,9 +29,9 @@
 static int min_level = SB_LOG_INFO;
 /* Lines below error level per second (0 = no limit): a flood of bad clients must not flood the log. */
 static atomic_uint rate_per_sec = 200;
-static atomic_ullong rate_window;   /* the second the counter belongs to */
-static atomic_uint rate_count;      /* lines written in that second */
-static atomic_ullong rate_dropped;  /* lines suppressed since the last report */
+static atomic_ullong rate_window;  /* the second the counter belongs to */
+static atomic_uint rate_count;     /* lines written in that second */
+static atomic_ullong rate_dropped; /* lines suppressed since the last report */
 static atomic_ullong rate_dropped_total;
 static int show_ips = 0;
 
@@ -54,7 +54,10 @@ static int put(line_t *l, const char *s, size_t n)
     return 0;
 }
 
-static int puts_(line_t *l, const char *s) { return put(l, s, strlen(s)); }
+static int puts_(line_t *l, const char *s)
+{
+    return put(l, s, strlen(s));
+}
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid.
  * Invalid bytes come from clients (event names, user agents); writing them raw
@@ -110,13 +113,34 @@ static int put_json_str(line_t *l, const char *s)
         unsigned char c = p[i];
         size_t step = 1;
         switch (c) {
-        case '"': memcpy(esc, "\\\"", 2); elen = 2; break;
-        case '\\': memcpy(esc, "\\\\", 2); elen = 2; break;
-        case '\n': memcpy(esc, "\\n", 2); elen = 2; break;
-        case '\r': memcpy(esc, "\\r", 2); elen = 2; break;
-        case '\t': memcpy(esc, "\\t", 2); elen = 2; break;
-        case '\b': memcpy(esc, "\\b", 2); elen = 2; break;
-        case '\f': memcpy(esc, "\\f", 2); elen = 2; break;
+        case '"':
+            memcpy(esc, "\\\"", 2);
+            elen = 2;
+            break;
+        case '\\':
+            memcpy(esc, "\\\\", 2);
+            elen = 2;
+            break;
+        case '\n':
+            memcpy(esc, "\\n", 2);
+            elen = 2;
+            break;
+        case '\r':
+            memcpy(esc, "\\r", 2);
+            elen = 2;
+            break;
+        case '\t':
+            memcpy(esc, "\\t", 2);
+            elen = 2;
+            break;
+        case '\b':
+            memcpy(esc, "\\b", 2);
+            elen = 2;
+            break;
+        case '\f':
+            memcpy(esc, "\\f", 2);
+            elen = 2;
+            break;
         default:
             if (c < 0x20 || c == 0x7f) {
                 memcpy(esc, "\\u00", 4);
@@ -191,7 +215,10 @@ void sb_log_init(int level, int show_client_ips)
     pthread_once(&host_once, init_host);
 }
 
-int sb_log_enabled(int level) { return min_level < SB_LOG_SILENT && level >= min_level && level < SB_LOG_SILENT; }
+int sb_log_enabled(int level)
+{
+    return min_level < SB_LOG_SILENT && level >= min_level && level < SB_LOG_SILENT;
+}
 
 static void write_all(const char *buf, size_t len)
 {

@@ -85,7 +85,8 @@ int main(int argc, char **argv)
             sb_log(SB_LOG_FATAL, "cannot start the embedded redis-server", "error", why, NULL);
             return 1;
         }
-        sb_log(SB_LOG_INFO, "no --redis given: started a private redis-server (state is lost at exit)", "url", url, NULL);
+        sb_log(SB_LOG_INFO, "no --redis given: started a private redis-server (state is lost at exit)", "url", url,
+               NULL);
     } else {
         snprintf(url, sizeof(url), "%s", cfg.redis_url);
     }

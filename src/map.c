@@ -131,7 +131,8 @@ static size_t find(const sb_map_t *m, const char *key, size_t keylen, size_t h)
         const sb_map_entry_t *e = &m->entries[i];
         if (e->key == NULL)
             return SIZE_MAX;
-        if (e->key != TOMBSTONE && e->hash == h && e->keylen == keylen && (keylen == 0 || memcmp(e->key, key, keylen) == 0))
+        if (e->key != TOMBSTONE && e->hash == h && e->keylen == keylen &&
+            (keylen == 0 || memcmp(e->key, key, keylen) == 0))
             return i;
     }
 }

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #define CACHE_LINE 64
-#define MAX_FAMILIES 512     /* registration is bounded: labels never carry user data */
+#define MAX_FAMILIES 512 /* registration is bounded: labels never carry user data */
 #define MAX_SERIES_PER_FAMILY 256
 #define MAX_NAME_LEN 200
 #define MAX_HELP_LEN 1024
@@ -199,8 +199,11 @@ static bool valid_labels(const char *l, bool histogram)
  * duplicate it and make the page invalid. */
 static bool reserved_name(const char *name)
 {
-    static const char *const own[] = {"process_cpu_seconds_total", "process_resident_memory_bytes",
-                                      "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
+    static const char *const own[] = {"process_cpu_seconds_total",
+                                      "process_resident_memory_bytes",
+                                      "process_virtual_memory_bytes",
+                                      "process_open_fds",
+                                      "process_max_fds",
                                       "process_start_time_seconds"};
     for (size_t i = 0; i < SB_ARRAY_SIZE(own); i++)
         if (strcmp(name, own[i]) == 0)
@@ -848,11 +851,10 @@ static int render_process(sb_buf_t *out)
     double dv = 0;
     /* A /proc file that cannot be read drops its metric, never the page. */
     if (have_stat)
-        rc = render_one(out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-                        "counter", (double)(ps.utime + ps.stime) / (double)ticks);
+        rc = render_one(out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter",
+                        (double)(ps.utime + ps.stime) / (double)ticks);
     if (rc == 0 && read_rss_bytes(&u))
-        rc = render_one(out, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
-                        (double)u);
+        rc = render_one(out, "process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", (double)u);
     if (rc == 0 && have_stat)
         rc = render_one(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge",
                         (double)ps.vsize);
@@ -861,9 +863,8 @@ static int render_process(sb_buf_t *out)
     if (rc == 0 && read_max_fds(&dv))
         rc = render_one(out, "process_max_fds", "Maximum number of open file descriptors.", "gauge", dv);
     if (rc == 0 && have_stat && read_boot_time(&u))
-        rc = render_one(out, "process_start_time_seconds",
-                        "Start time of the process since unix epoch in seconds.", "gauge",
-                        (double)u + (double)ps.starttime / (double)ticks);
+        rc = render_one(out, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+                        "gauge", (double)u + (double)ps.starttime / (double)ticks);
     return rc;
 }
 

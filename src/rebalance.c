@@ -14,8 +14,8 @@
 
 /* ---- the pure parts -------------------------------------------------------------------------------------------- */
 
-uint64_t sb_rebalance_decide(uint64_t local, const uint64_t *others, size_t nothers, unsigned threshold,
-                             unsigned rate, uint64_t interval_ms, double *avg, int *why)
+uint64_t sb_rebalance_decide(uint64_t local, const uint64_t *others, size_t nothers, unsigned threshold, unsigned rate,
+                             uint64_t interval_ms, double *avg, int *why)
 {
     if (why != NULL)
         *why = SB_REBALANCE_NONE;
@@ -31,7 +31,7 @@ uint64_t sb_rebalance_decide(uint64_t local, const uint64_t *others, size_t noth
     if (avg != NULL)
         *avg = (double)total / (double)n;
     if (nothers == 0 || local * n <= total)
-        return 0; /* alone, or at or below the average */
+        return 0;                              /* alone, or at or below the average */
     uint64_t excess = (local * n - total) / n; /* floor(local - avg): never below the average */
     if (excess < SB_REBALANCE_MIN_EXCESS)
         return 0;
@@ -233,8 +233,8 @@ static void round_cb(h2o_timeout_entry_t *e)
     snprintf(loc, sizeof(loc), "%" PRIu64, local);
     snprintf(av, sizeof(av), "%.1f", avg);
     snprintf(nodes, sizeof(nodes), "%zu", rb->nothers + 1);
-    sb_log(SB_LOG_INFO, "rebalancing: closing connections over this round, clients reconnect to any node",
-           "#closing", closing, "#local", loc, "#avg", av, "#nodes", nodes, "trigger",
+    sb_log(SB_LOG_INFO, "rebalancing: closing connections over this round, clients reconnect to any node", "#closing",
+           closing, "#local", loc, "#avg", av, "#nodes", nodes, "trigger",
            why == SB_REBALANCE_OVER ? "above threshold" : "a node below threshold", NULL);
 }
 

@@ -30,13 +30,15 @@
 #include "switchboard/common.h"
 #include "switchboard/log.h"
 
-#define TICK_MS 10               /* deadline resolution; the timer runs only while something is pending */
+#define TICK_MS 10 /* deadline resolution; the timer runs only while something is pending */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define DEFAULT_TIMEOUT_MS 5000  /* cmd_timeout_ms == 0 */
-#define MAX_PENDING 100000       /* outstanding commands per connection */
-#define MAX_PENDING_BYTES ((size_t)64 * 1024 * 1024) /* argument bytes of outstanding commands (bounds hiredis's obuf) */
-#define FMT_KEEP_BYTES ((size_t)64 * 1024) /* the reused formatting buffer is kept up to this size; larger ones are freed */
+#define DEFAULT_TIMEOUT_MS 5000 /* cmd_timeout_ms == 0 */
+#define MAX_PENDING 100000      /* outstanding commands per connection */
+#define MAX_PENDING_BYTES                                                                                              \
+    ((size_t)64 * 1024 * 1024) /* argument bytes of outstanding commands (bounds hiredis's obuf) */
+#define FMT_KEEP_BYTES                                                                                                 \
+    ((size_t)64 * 1024) /* the reused formatting buffer is kept up to this size; larger ones are freed */
 
 enum conn_state { ST_DISCONNECTED, ST_CONNECTING, ST_READY, ST_CLOSED };
 
@@ -659,8 +661,8 @@ int sb_redis_connected(sb_redis_t *r)
  * command FIFO (and RESP3 is unknown to hiredis 0.14). */
 static int refused_command(const char *cmd, size_t len)
 {
-    static const char *const names[] = {"subscribe", "psubscribe", "ssubscribe", "unsubscribe",
-                                        "punsubscribe", "sunsubscribe", "monitor", "hello"};
+    static const char *const names[] = {"subscribe",    "psubscribe",   "ssubscribe", "unsubscribe",
+                                        "punsubscribe", "sunsubscribe", "monitor",    "hello"};
     for (size_t i = 0; i < SB_ARRAY_SIZE(names); i++)
         if (strlen(names[i]) == len && strncasecmp(cmd, names[i], len) == 0)
             return 1;

@@ -108,10 +108,10 @@ static int register_metrics(sb_server_t *s)
     char labels[256];
     for (int t = 0; t < 2; t++) {
         snprintf(labels, sizeof(labels), "transport=\"%s\"", transports[t]);
-        m->connections[t] = sb_metrics_series(r, SB_GAUGE, "switchboard_connections",
-                                              "Open Engine.IO connections.", labels, NULL, 0);
-        m->connects[t] = sb_metrics_series(r, SB_COUNTER, "switchboard_connects_total",
-                                           "Socket.IO sockets connected.", labels, NULL, 0);
+        m->connections[t] = sb_metrics_series(r, SB_GAUGE, "switchboard_connections", "Open Engine.IO connections.",
+                                              labels, NULL, 0);
+        m->connects[t] = sb_metrics_series(r, SB_COUNTER, "switchboard_connects_total", "Socket.IO sockets connected.",
+                                           labels, NULL, 0);
     }
     m->sockets = sb_metrics_series(r, SB_GAUGE, "switchboard_sockets", "Connected Socket.IO sockets.", NULL, NULL, 0);
     static const char *outcomes[] = {"recovered", "refused", "failed"};
@@ -133,7 +133,8 @@ static int register_metrics(sb_server_t *s)
         sb_buf_append_char(&b, '"');
         sb_buf_append_char(&b, '\0');
         m->disconnects[i] = sb_metrics_series(r, SB_COUNTER, "switchboard_disconnects_total",
-                                              "Socket.IO sockets disconnected, by Socket.IO's reason.", b.base, NULL, 0);
+                                              "Socket.IO sockets disconnected, by Socket.IO's reason.", b.base, NULL,
+                                              0);
         sb_buf_free(&b);
     }
     m->events_in = sb_metrics_series(r, SB_COUNTER, "switchboard_events_in_total", "Events received from clients.",
@@ -143,8 +144,8 @@ static int register_metrics(sb_server_t *s)
     m->bus_entries = sb_metrics_series(r, SB_COUNTER, "switchboard_bus_entries_total",
                                        "Bus entries read and applied (by every worker).", NULL, NULL, 0);
     m->bus_delivery = sb_metrics_series(r, SB_HISTOGRAM, "switchboard_bus_delivery_seconds",
-                                        "From a bus entry's creation to its frames queued for the sockets.", NULL,
-                                        lat, nlat);
+                                        "From a bus entry's creation to its frames queued for the sockets.", NULL, lat,
+                                        nlat);
     m->redis_seconds = sb_metrics_series(r, SB_HISTOGRAM, "switchboard_redis_command_seconds",
                                          "Redis command round trips (state changes and events).", NULL, lat, nlat);
     m->redis_errors = sb_metrics_series(r, SB_COUNTER, "switchboard_redis_errors_total",
@@ -186,11 +187,11 @@ static int register_metrics(sb_server_t *s)
     m->durable_stored = sb_metrics_series(r, SB_COUNTER, "switchboard_durable_stored_total",
                                           "Durable emits written to user inboxes (one per user).", NULL, NULL, 0);
     m->durable_delivered = sb_metrics_series(r, SB_COUNTER, "switchboard_durable_delivered_total",
-                                             "Durable emits written to client sockets (live and from the inbox).",
-                                             NULL, NULL, 0);
+                                             "Durable emits written to client sockets (live and from the inbox).", NULL,
+                                             NULL, 0);
     m->durable_acked = sb_metrics_series(r, SB_COUNTER, "switchboard_durable_acked_total",
-                                         "Durable emits acknowledged by a client (removed from the inbox).", NULL,
-                                         NULL, 0);
+                                         "Durable emits acknowledged by a client (removed from the inbox).", NULL, NULL,
+                                         0);
     static const char *inbox_drops[] = {"maxlen", "age"};
     for (int i = 0; i < 2; i++) {
         snprintf(labels, sizeof(labels), "reason=\"%s\"", inbox_drops[i]);
@@ -262,7 +263,8 @@ static int on_readyz(h2o_handler_t *self, h2o_req_t *req)
     else if (w->cfg->loop_lag_max_ms > 0 && atomic_load(&w->loop_lag_ms) > w->cfg->loop_lag_max_ms)
         respond_json(req, 503, "Service Unavailable", "{\"status\":\"event loop lagging\"}");
     else if (sb_redis_connected(w->cmd) && !atomic_load(&w->functions_ok))
-        respond_json(req, 503, "Service Unavailable", "{\"status\":\"redis functions library missing or of another version\"}");
+        respond_json(req, 503, "Service Unavailable",
+                     "{\"status\":\"redis functions library missing or of another version\"}");
     else if (!sb_worker_ready(w) || !sb_redis_connected(w->bus))
         respond_json(req, 503, "Service Unavailable", "{\"status\":\"redis unavailable\"}");
     else
@@ -390,8 +392,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
                 sb_metric_inc(SB_M(w)->accept_paused, w->idx);
                 uint64_t now = sb_mono_ms();
                 if (now - w->accept_warned_at >= 10000) {
-                    sb_log(SB_LOG_ERROR, "out of file descriptors: not accepting for 100 ms (raise ulimit -n)",
-                           "error", strerror(errno), NULL);
+                    sb_log(SB_LOG_ERROR, "out of file descriptors: not accepting for 100 ms (raise ulimit -n)", "error",
+                           strerror(errno), NULL);
                     w->accept_warned_at = now;
                 }
             }
@@ -528,8 +530,9 @@ static void drain_cb(h2o_timeout_entry_t *e)
 {
     sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, drain_tick));
     w->drain_step++;
-    size_t target = w->drain_step >= w->drain_steps ? SIZE_MAX
-                                                   : (w->drain_total * w->drain_step + w->drain_steps - 1) / w->drain_steps;
+    size_t target = w->drain_step >= w->drain_steps
+                        ? SIZE_MAX
+                        : (w->drain_total * w->drain_step + w->drain_steps - 1) / w->drain_steps;
     if (target > w->drain_closed)
         w->drain_closed += sb_engine_worker_close_some(w, target - w->drain_closed, "server shutting down");
     if (w->conns.count > 0)

@@ -63,9 +63,9 @@ typedef struct pending_ack {
  * answer is XADDed to reply_to with request_id. */
 typedef struct server_ack {
     int64_t id;
-    char *reply_to;   /* NULL for a durable emit */
+    char *reply_to; /* NULL for a durable emit */
     char *request_id;
-    char *inbox_id;   /* a durable emit: the user's inbox entry deleted when the client acks */
+    char *inbox_id; /* a durable emit: the user's inbox entry deleted when the client acks */
     sb_socket_t *sock;
     h2o_timeout_entry_t timer;
     h2o_linklist_t link;
@@ -84,7 +84,7 @@ typedef struct recovery {
     /* replay: bus entries after `cursor` go to this socket alone, up to this worker's bus position; live entries
      * skip it meanwhile (the next round fetches them), so it gets each exactly once, in order. */
     int replaying;
-    int fresh; /* a new socket catching up with what came for it while it connected (not a recovered one) */
+    int fresh;             /* a new socket catching up with what came for it while it connected (not a recovered one) */
     char close_reason[48]; /* a close while sb_recover was in flight, carried out when it answers */
     char cursor[48];
     char upto[48];
@@ -97,20 +97,20 @@ struct sb_socket {
     char id[SB_SID_LEN + 1];
     const char *nsp; /* points into the config (static for the process) */
     char *user;
-    char *auth; /* the CONNECT payload as JSON text, for a connect webhook; freed once connected */
-    sb_claims_t *claims;     /* what the token grants; NULL in anonymous mode */
-    int admin;               /* a dashboard socket on /_admin: never in Redis, no rooms */
+    char *auth;          /* the CONNECT payload as JSON text, for a connect webhook; freed once connected */
+    sb_claims_t *claims; /* what the token grants; NULL in anonymous mode */
+    int admin;           /* a dashboard socket on /_admin: never in Redis, no rooms */
     h2o_linklist_t admin_link;
     int expiring_sent;       /* $token_expiring was sent for the current exp */
     h2o_linklist_t exp_link; /* in the worker's list of sockets with a token (expiry sweep) */
-    sio_conn_t *sc;  /* NULL once closed */
+    sio_conn_t *sc;          /* NULL once closed */
     sb_worker_t *w;
     int state;
     int refs;
     h2o_linklist_t memberships; /* sb_member_t.sock_link */
     h2o_linklist_t acks;        /* pending_ack_t.link */
     size_t nacks;
-    h2o_linklist_t sacks; /* server_ack_t.link */
+    h2o_linklist_t sacks;      /* server_ack_t.link */
     unsigned limited_in_a_row; /* events refused by the rate limits since the last accepted one */
     const char *close_reason;  /* overrides the connection's reason in the disconnect entry */
     char *pending_disconnect;  /* a bus disconnect that arrived while connecting */
@@ -119,9 +119,9 @@ struct sb_socket {
     h2o_linklist_t conn_link;
     uint64_t mark;
     uint64_t except_mark;
-    uint64_t gen;        /* the incarnation in Redis (sb_recover increments it) */
-    recovery_t *rec;     /* NULL unless connecting with recovery on, or replaying */
-    int unregistered;    /* its Redis state is not ours (a refused recovery): closing it writes nothing there */
+    uint64_t gen;     /* the incarnation in Redis (sb_recover increments it) */
+    recovery_t *rec;  /* NULL unless connecting with recovery on, or replaying */
+    int unregistered; /* its Redis state is not ours (a refused recovery): closing it writes nothing there */
     struct durable_sock *durable; /* durable emits: allocated while the connect read runs or once one is delivered */
 };
 
@@ -346,8 +346,8 @@ static void handle_client_ack(sb_socket_t *s, sb_sio_packet_t *p)
     }
     char *args = json_dumps(p->data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
     if (args != NULL) {
-        const char *xadd[] = {"XADD", a->reply_to, "MAXLEN", "~", "1000", "*", "request_id", a->request_id,
-                              "socket", s->id, "args", args};
+        const char *xadd[] = {"XADD",       a->reply_to,   "MAXLEN", "~",   "1000", "*",
+                              "request_id", a->request_id, "socket", s->id, "args", args};
         size_t xl[SB_ARRAY_SIZE(xadd)];
         for (size_t i = 0; i < SB_ARRAY_SIZE(xadd); i++)
             xl[i] = strlen(xadd[i]);
@@ -392,10 +392,19 @@ static void store_done(sb_worker_t *w, int ok, long long value, void *data)
 
 _Static_assert(SB_REASONS == SB_METRIC_REASONS, "one disconnect metric per reason");
 
-const char *const sb_session_reasons[SB_REASONS] = {
-    "transport close", "transport error", "ping timeout", "parse error", "client namespace disconnect",
-    "server namespace disconnect", "server shutting down", "forced close", "token expired", "rate limited",
-    "server unavailable", "server rebalancing", "other"};
+const char *const sb_session_reasons[SB_REASONS] = {"transport close",
+                                                    "transport error",
+                                                    "ping timeout",
+                                                    "parse error",
+                                                    "client namespace disconnect",
+                                                    "server namespace disconnect",
+                                                    "server shutting down",
+                                                    "forced close",
+                                                    "token expired",
+                                                    "rate limited",
+                                                    "server unavailable",
+                                                    "server rebalancing",
+                                                    "other"};
 
 unsigned sb_session_reason_index(const char *reason)
 {
@@ -536,9 +545,9 @@ static void connected(sb_socket_t *s)
     s->state = SOCK_CONNECTED;
     atomic_fetch_add(&w->stats.sockets, 1);
     atomic_fetch_add(&w->stats.connects, 1);
-    sb_metric_inc(SB_M(w)->connects[s->sc != NULL && s->sc->eio != NULL &&
-                                    sb_eio_transport(s->sc->eio) == SB_EIO_WEBSOCKET],
-                  w->idx);
+    sb_metric_inc(
+        SB_M(w)->connects[s->sc != NULL && s->sc->eio != NULL && sb_eio_transport(s->sc->eio) == SB_EIO_WEBSOCKET],
+        w->idx);
     sb_metric_set(SB_M(w)->sockets, w->idx, (double)atomic_load(&w->stats.sockets));
     if (s->claims != NULL)
         h2o_linklist_insert(&w->token_sockets, &s->exp_link);
@@ -578,8 +587,7 @@ static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *d
             sio_conn_t *sc = s->sc;
             if (status == SB_EAGAIN) {
                 sb_count_limited(w, SB_LIMIT_CONNECTIONS);
-                sb_log(SB_LOG_DEBUG, "connect refused: too many connections from this address", "socket", s->id,
-                       NULL);
+                sb_log(SB_LOG_DEBUG, "connect refused: too many connections from this address", "socket", s->id, NULL);
                 if (sc != NULL && sc->eio != NULL)
                     send_rate_limited_connect_error(sc, s->nsp, retry_ms);
                 socket_close(s, "rate limited");
@@ -665,8 +673,8 @@ static int parse_pid(const char *pid, size_t len, char sid[SB_SID_LEN + 1], char
         return SB_EINVAL;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)pid[i];
-        if (i != SB_SID_LEN && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                 c == '-' || c == '_'))
+        if (i != SB_SID_LEN &&
+            !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_'))
             return SB_EINVAL;
     }
     memcpy(sid, pid, SB_SID_LEN);
@@ -756,8 +764,8 @@ static void replay_step(sb_socket_t *s)
     int c = stream_id_cmp(rec->cursor, w->bus_last_id);
     if (c == 0 || (c > 0 && sb_now_ms() >= rec->deadline)) {
         if (c > 0)
-            sb_log(SB_LOG_WARN, "recovery replay: the bus reader did not reach the client's offset in time",
-                   "socket", s->id, NULL);
+            sb_log(SB_LOG_WARN, "recovery replay: the bus reader did not reach the client's offset in time", "socket",
+                   s->id, NULL);
         replay_done(s);
         return;
     }
@@ -788,10 +796,11 @@ static void recovered_cb(sb_worker_t *w, const redisReply *reply, void *data)
     if (s->state == SOCK_CLOSED) {
         /* The client left while we asked: if the state became ours, let it go the way the close says. */
         if (ok) {
-            uint64_t keep = w->cfg->recovery_window_ms > 0 && keeps_state(rec->close_reason) ? w->cfg->recovery_window_ms
-                                                                                              : 0;
-            sb_store_disconnect(w, s->id, rec->close_reason[0] ? rec->close_reason : "transport close", keep, gen,
-                                NULL, NULL);
+            uint64_t keep = w->cfg->recovery_window_ms > 0 && keeps_state(rec->close_reason)
+                                ? w->cfg->recovery_window_ms
+                                : 0;
+            sb_store_disconnect(w, s->id, rec->close_reason[0] ? rec->close_reason : "transport close", keep, gen, NULL,
+                                NULL);
         }
         sock_unref(s);
         return;
@@ -964,12 +973,11 @@ static void admin_found(sb_redis_t *r, redisReply *reply, const char *err, void 
                 json_t *rooms = json_array();
                 for (size_t k = 0; u->element[5]->type == REDIS_REPLY_ARRAY && k < u->element[5]->elements; k++)
                     json_array_append_new(rooms, json_string(u->element[5]->element[k]->str));
-                json_array_append_new(
-                    list, json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:I}", "id", u->element[0]->str, "user",
-                                    json_string_value(json_object_get(ac->result, "q")), "namespace",
-                                    u->element[1]->str, "node", u->element[2]->str, "transport", u->element[3]->str,
-                                    "rooms", rooms, "connected_at",
-                                    (json_int_t)strtoll(u->element[4]->str, NULL, 10)));
+                json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:I}", "id", u->element[0]->str, "user",
+                                                      json_string_value(json_object_get(ac->result, "q")), "namespace",
+                                                      u->element[1]->str, "node", u->element[2]->str, "transport",
+                                                      u->element[3]->str, "rooms", rooms, "connected_at",
+                                                      (json_int_t)strtoll(u->element[4]->str, NULL, 10)));
             }
         }
     }
@@ -1191,7 +1199,7 @@ static void admin_push(sb_worker_t *w)
     /* The busiest rooms of every namespace served. */
     size_t nns = 1 + w->cfg->namespaces.count;
     const char **a2 = calloc(5 + 2 * nns, sizeof(*a2)); /* FCALL_RO, name, n, n keys, prefix, limit, n namespaces */
-    char (*keys)[600] = calloc(nns, sizeof(*keys));
+    char(*keys)[600] = calloc(nns, sizeof(*keys));
     char nk[16];
     int rv = SB_ENOMEM;
     if (a2 != NULL && keys != NULL) {
@@ -1264,7 +1272,8 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
         json_t *t = json_object_get(p->data, "token");
         const char *token = json_is_string(t) ? json_string_value(t) : sb_eio_token(sc->eio);
         size_t tlen = json_is_string(t) ? json_string_length(t) : token != NULL ? strlen(token) : 0;
-        const char *code = "token_missing", *message = "a token is required: auth {\"token\": \"…\"} or Authorization: Bearer";
+        const char *code = "token_missing",
+                   *message = "a token is required: auth {\"token\": \"…\"} or Authorization: Bearer";
         if ((s->claims = calloc(1, sizeof(*s->claims))) == NULL) {
             free(s);
             send_connect_error(sc, p->nsp, "Service unavailable", "unavailable");
@@ -1272,10 +1281,10 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
         }
         if (token == NULL || tlen == 0 ||
             sb_auth_verify_cached(auth_, w->auth_cache, token, tlen, sb_now_ms(), s->claims, &code, &message) != 0) {
-            sb_log(SB_LOG_DEBUG, "connect refused: token not accepted", "code", code, "remote",
-                   sb_eio_remote(sc->eio), NULL);
+            sb_log(SB_LOG_DEBUG, "connect refused: token not accepted", "code", code, "remote", sb_eio_remote(sc->eio),
+                   NULL);
             atomic_fetch_add(&w->stats.auth_failures, 1);
-        sb_metric_inc(SB_M(w)->auth_failures, w->idx);
+            sb_metric_inc(SB_M(w)->auth_failures, w->idx);
             free(s->claims);
             free(s);
             send_connect_error(sc, p->nsp, message, code);
@@ -1301,8 +1310,7 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
     if (w->cfg->recovery_window_ms > 0) {
         sb_random_id(s->rec->secret, PID_SECRET_LEN);
         json_t *jpid = json_object_get(p->data, "pid"), *joff = json_object_get(p->data, "offset");
-        if (json_is_string(jpid) &&
-            parse_pid(json_string_value(jpid), json_string_length(jpid), rsid, rsecret) == 0) {
+        if (json_is_string(jpid) && parse_pid(json_string_value(jpid), json_string_length(jpid), rsid, rsecret) == 0) {
             recovering = 1;
             if (json_is_string(joff) && stream_id_valid(json_string_value(joff), json_string_length(joff)))
                 memcpy(offset, json_string_value(joff), json_string_length(joff) + 1);
@@ -1324,8 +1332,7 @@ static void handle_connect(sio_conn_t *sc, sb_sio_packet_t *p)
         if (stale != NULL) /* this worker still holds the lost connection's copy: it goes first, keeping the state */
             socket_close(stale, "transport close");
         memcpy(s->id, rsid, sizeof(rsid));
-        if (sb_map_get(&w->sockets, s->id, SB_SID_LEN) == NULL &&
-            sb_map_set(&w->sockets, s->id, SB_SID_LEN, s) == 0) {
+        if (sb_map_get(&w->sockets, s->id, SB_SID_LEN) == NULL && sb_map_set(&w->sockets, s->id, SB_SID_LEN, s) == 0) {
             h2o_linklist_insert(&sc->sockets, &s->conn_link);
             memcpy(s->rec->secret, rsecret, sizeof(rsecret)); /* the same pid: the client sees recovered = true */
             s->rec->inflight = 1;
@@ -1406,8 +1413,8 @@ static void register_new(sb_socket_t *s, char *auth)
     size_t njoin = s->claims != NULL ? s->claims->join.count : 0;
     int with_pid = s->rec->secret[0] != '\0';
     if (sb_store_connect(w, s->id, nsp, s->user, transport, auth != NULL ? auth : "{}",
-                         with_pid ? s->rec->secret : NULL, with_pid ? s->rec->offset : NULL,
-                         sb_eio_addr(sc->eio), join, njoin, connect_done, s) != 0) {
+                         with_pid ? s->rec->secret : NULL, with_pid ? s->rec->offset : NULL, sb_eio_addr(sc->eio), join,
+                         njoin, connect_done, s) != 0) {
         s->refs--;
         send_connect_error(sc, nsp, "Service unavailable", "unavailable");
         socket_close(s, "server unavailable");
@@ -1421,8 +1428,8 @@ static void register_new(sb_socket_t *s, char *auth)
 typedef struct event_ctx {
     sb_socket_t *sock;
     int64_t ack_id;
-    int webhook;   /* index of the webhook that handles the event, or -1 */
-    char *name;    /* event name and args, kept for the webhook */
+    int webhook; /* index of the webhook that handles the event, or -1 */
+    char *name;  /* event name and args, kept for the webhook */
     char *argtext;
 } event_ctx_t;
 
@@ -1479,9 +1486,9 @@ static void post_webhook(sb_socket_t *s, int wh, const char *type, const char *e
     snprintf(key, sizeof(key), "%s-%u-%s-%llu", w->server->node_id, w->idx, s->id,
              (unsigned long long)++w->webhook_seq);
     json_t *args = json_loads(argtext, JSON_ALLOW_NUL, NULL);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s}", "type", type, "namespace", s->nsp, "socket",
-                          s->id, "user", s->user, "event", event, "args", args != NULL ? args : json_array(), "ack_id",
-                          ack, "node", w->server->node_id, "ts", ts);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:s}", "type", type, "namespace", s->nsp, "socket", s->id,
+                          "user", s->user, "event", event, "args", args != NULL ? args : json_array(), "ack_id", ack,
+                          "node", w->server->node_id, "ts", ts);
     if (o != NULL && extra_name != NULL)
         json_object_set_new(o, extra_name, json_string(extra_value));
     char *body = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -1574,7 +1581,7 @@ static json_t *error_value(const char *code, const char *message)
 typedef struct reserved_ctx {
     sb_socket_t *sock;
     int64_t ack_id;
-    int op;    /* 1 $join, 2 $leave, 3 $publish */
+    int op; /* 1 $join, 2 $leave, 3 $publish */
     char *room;
     json_t *msg; /* $publish: the bus message */
 } reserved_ctx_t;
@@ -1666,8 +1673,8 @@ static void reserved_allowed(sb_worker_t *w, int status, long long retry_ms, voi
     /* The ack waits for Redis: once the client is told it joined, presence queries must show it. */
     if (changed && sb_store_join(w, s->id, rc->room, rc->op == 1, joined, rc) == 0)
         return;
-    answer(s, rc->ack_id, changed ? error_value("backend_unavailable", "redis is not reachable")
-                                  : json_pack("{s:b}", "ok", 1));
+    answer(s, rc->ack_id,
+           changed ? error_value("backend_unavailable", "redis is not reachable") : json_pack("{s:b}", "ok", 1));
     reserved_free(rc);
 }
 
@@ -1694,8 +1701,8 @@ static void handle_refresh(sb_socket_t *s, int64_t ack_id, json_t *arg)
     }
     sb_claims_t fresh;
     const char *code = NULL, *message = NULL;
-    if (sb_auth_verify_cached(w->server->auth, w->auth_cache, json_string_value(t), json_string_length(t),
-                              sb_now_ms(), &fresh, &code, &message) != 0) {
+    if (sb_auth_verify_cached(w->server->auth, w->auth_cache, json_string_value(t), json_string_length(t), sb_now_ms(),
+                              &fresh, &code, &message) != 0) {
         atomic_fetch_add(&w->stats.auth_failures, 1);
         sb_metric_inc(SB_M(w)->auth_failures, w->idx);
         answer(s, ack_id, error_value(code, message));
@@ -1740,8 +1747,9 @@ static void handle_reserved(sb_socket_t *s, sb_sio_packet_t *p)
     /* The own-id and user rooms are never joined or left by the client itself. */
     if (allowed == NULL || !sb_auth_match(allowed, room) || strncmp(room, "user:", 5) == 0 ||
         (strlen(room) == SB_SID_LEN && sb_map_get(&w->sockets, room, SB_SID_LEN) != NULL)) {
-        answer(s, ack_id, error_value("forbidden", op == 3 ? "the token does not allow publishing to this room"
-                                                           : "the token does not allow this room"));
+        answer(s, ack_id,
+               error_value("forbidden", op == 3 ? "the token does not allow publishing to this room"
+                                                : "the token does not allow this room"));
         return;
     }
     reserved_ctx_t *rc = calloc(1, sizeof(*rc));
@@ -1769,8 +1777,8 @@ static void handle_reserved(sb_socket_t *s, sb_sio_packet_t *p)
                             args != NULL ? args : json_array(), "rooms", room, "except_sockets", s->id);
         char id[600];
         snprintf(id, sizeof(id), "%s:%s", s->nsp, room);
-        rv = rc->msg == NULL ? SB_ENOMEM : sb_store_ratelimit(w, "room", id, &w->cfg->rate_room_publish,
-                                                              reserved_allowed, rc);
+        rv = rc->msg == NULL ? SB_ENOMEM
+                             : sb_store_ratelimit(w, "room", id, &w->cfg->rate_room_publish, reserved_allowed, rc);
     } else {
         rv = sb_store_ratelimit(w, "sock", s->id, &w->cfg->rate_socket_events, reserved_allowed, rc);
     }
@@ -1838,8 +1846,8 @@ static void handle_event(sb_socket_t *s, sb_sio_packet_t *p)
     ec->sock = s;
     ec->ack_id = p->ack_id;
     ec->webhook = w->webhooks != NULL ? sb_webhooks_match(w->webhooks, json_string_value(name), 0) : -1;
-    if (ec->webhook >= 0 && ((ec->name = strdup(json_string_value(name))) == NULL ||
-                             (ec->argtext = strdup(argtext)) == NULL)) {
+    if (ec->webhook >= 0 &&
+        ((ec->name = strdup(json_string_value(name))) == NULL || (ec->argtext = strdup(argtext)) == NULL)) {
         free(ec->name);
         free(ec);
         free(argtext);
@@ -2138,8 +2146,7 @@ static int collect_targets(sb_worker_t *w, json_t *msg, const char *nsp, int all
     return 0;
 }
 
-static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const char *reply_to,
-                          const char *request_id)
+static void emit_with_ack(sb_socket_t *s, const char *event, json_t *args, const char *reply_to, const char *request_id)
 {
     if (s->state == SOCK_CLOSED || s->sc == NULL || s->nsacks >= MAX_PENDING_ACKS)
         return; /* the requester times out and tells its caller */
@@ -2361,7 +2368,8 @@ int sb_session_apply_disconnect(sb_worker_t *w, json_t *msg, const char **why)
 
 int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why)
 {
-    json_t *sid = json_object_get(msg, "socket"), *id = json_object_get(msg, "ack_id"), *args = json_object_get(msg, "args");
+    json_t *sid = json_object_get(msg, "socket"), *id = json_object_get(msg, "ack_id"),
+           *args = json_object_get(msg, "args");
     if (!json_is_string(sid)) {
         *why = "socket";
         return SB_EINVAL;
@@ -2551,8 +2559,7 @@ static void durable_read_done(sb_worker_t *w, const redisReply *reply, void *dat
         char n[24];
         snprintf(n, sizeof(n), "%lld", dropped);
         sb_metric_add(SB_M(w)->inbox_dropped[1], w->idx, (double)dropped);
-        sb_log(SB_LOG_WARN, "inbox entries older than --inbox-max-age dropped", "users", "1", "dropped_age", n,
-               NULL);
+        sb_log(SB_LOG_WARN, "inbox entries older than --inbox-max-age dropped", "users", "1", "dropped_age", n, NULL);
     }
     for (size_t i = 3; i + 2 < reply->elements; i += 3) {
         const redisReply *id = reply->element[i], *ev = reply->element[i + 1], *ar = reply->element[i + 2];

@@ -616,8 +616,7 @@ static int append_json(sb_buf_t *out, const json_t *v)
     return json_dump_callback(v, dump_to_buf, out, DUMP_FLAGS) == 0 ? 0 : SB_ENOMEM;
 }
 
-static int encode_packet(sb_sio_encoded_t *enc, const char *nsp, const char *event, const json_t *args,
-                         int64_t ack_id)
+static int encode_packet(sb_sio_encoded_t *enc, const char *nsp, const char *event, const json_t *args, int64_t ack_id)
 {
     json_t *copy = NULL;
     size_t bins_cap = 0;

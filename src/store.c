@@ -85,7 +85,10 @@ static void on_reply(sb_redis_t *r, redisReply *reply, const char *err, void *da
     long long value = reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
     if (!ok)
         sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
-               reply != NULL ? reply->str : err != NULL ? err : "unknown", NULL);
+               reply != NULL ? reply->str
+               : err != NULL ? err
+                             : "unknown",
+               NULL);
     if (c->cb != NULL)
         c->cb(c->w, ok, value, c->data);
     free(c);
@@ -102,7 +105,10 @@ static void on_limited_reply(sb_redis_t *r, redisReply *reply, const char *err, 
     observe(c, reply);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
-               reply != NULL ? reply->str : err != NULL ? err : "unknown", NULL);
+               reply != NULL ? reply->str
+               : err != NULL ? err
+                             : "unknown",
+               NULL);
         status = SB_EIO;
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer <= 0) {
@@ -282,7 +288,10 @@ static void on_raw_reply(sb_redis_t *r, redisReply *reply, const char *err, void
     observe(&obs, reply);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
-               reply != NULL ? reply->str : err != NULL ? err : "unknown", NULL);
+               reply != NULL ? reply->str
+               : err != NULL ? err
+                             : "unknown",
+               NULL);
         reply = NULL;
     }
     c->cb(c->w, reply, c->data);
@@ -307,8 +316,7 @@ static int call_raw(sb_worker_t *w, const char *what, sb_store_reply_cb cb, void
 }
 
 int sb_store_recover(sb_worker_t *w, const char *sid, const char *pid, const char *nsp, const char *user,
-                     const char *transport, const char *offset, const char *auth_json, sb_store_reply_cb cb,
-                     void *data)
+                     const char *transport, const char *offset, const char *auth_json, sb_store_reply_cb cb, void *data)
 {
     char k1[KEYLEN], k2[KEYLEN], k3[KEYLEN], k4[KEYLEN], ts[24], maxlen[24];
     if (!sb_key(w, k1, sizeof(k1), "{sock:%s}", sid) || !sb_key(w, k2, sizeof(k2), "{sock:%s}:rooms", sid) ||

@@ -350,7 +350,7 @@ static void attempt_done(call_t *c, enum outcome out, const char *err)
     h2o_timeout_unlink(&c->deadline);
     if (out == OUT_RETRY && !c->is_probe && c->attempts <= wh->cfg->webhook_retries && !wh->destroying) {
         c->due = now + sb_webhooks_backoff_ms(wh->cfg->webhook_backoff_ms, wh->cfg->webhook_backoff_max_ms, c->attempts,
-                                             next_rand(wh));
+                                              next_rand(wh));
         h->stats.retries++;
         /* Keep the list sorted by due time; scan from the tail, where new
          * (later) entries usually belong. */

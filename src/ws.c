@@ -70,7 +70,7 @@ struct sb_ws {
      * in the current write. */
     sb_ws_frame_t **q;
     size_t qhead, qlen, qcap, inflight;
-    size_t queued; /* bytes of queued + in-flight data frames */
+    size_t queued;                /* bytes of queued + in-flight data frames */
     sb_ws_frame_t *pong;          /* latest pong, not yet written */
     sb_ws_frame_t *pong_inflight; /* pong of the current write */
     sb_ws_frame_t *closef;        /* close frame, pending or in flight */
@@ -304,7 +304,8 @@ int sb_ws_is_handshake(h2o_req_t *req)
         return 0;
     /* h2o sets req->upgrade only when Connection lists "upgrade"; check both
      * anyway, since that is the contract here. */
-    if (req->upgrade.base == NULL || !h2o_contains_token(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket"), ','))
+    if (req->upgrade.base == NULL ||
+        !h2o_contains_token(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket"), ','))
         return 0;
     int conn_upgrade = 0;
     for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_CONNECTION, i)) != -1;) {
@@ -315,7 +316,8 @@ int sb_ws_is_handshake(h2o_req_t *req)
     if (!conn_upgrade)
         return 0;
     ssize_t vi = find_header(req, H2O_STRLIT("sec-websocket-version"));
-    if (vi == -1 || !h2o_memis(req->headers.entries[vi].value.base, req->headers.entries[vi].value.len, H2O_STRLIT("13")))
+    if (vi == -1 ||
+        !h2o_memis(req->headers.entries[vi].value.base, req->headers.entries[vi].value.len, H2O_STRLIT("13")))
         return 0;
     ssize_t ki = find_header(req, H2O_STRLIT("sec-websocket-key"));
     if (ki == -1 || !valid_key(req->headers.entries[ki].value))

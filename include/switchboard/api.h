@@ -34,8 +34,8 @@ int sb_api_key_valid(const char *key, size_t len);
 
 /* Validates the body of one bus operation ("emit", "join", "leave", "disconnect", "ack") as the REST API does:
  * 0, or SB_EINVAL with the field and a message copied out. Pure (no I/O): for tests and fuzzing. */
-int sb_api_validate(const sb_config_t *cfg, const char *op, const char *body, size_t len, char *field,
-                    size_t fieldlen, char *message, size_t messagelen);
+int sb_api_validate(const sb_config_t *cfg, const char *op, const char *body, size_t len, char *field, size_t fieldlen,
+                    char *message, size_t messagelen);
 
 /* Per-worker state (pending emit-with-ack calls). */
 void sb_api_worker_init(sb_worker_t *w);

@@ -32,11 +32,11 @@ typedef struct sb_auth_cache sb_auth_cache_t;
 
 /* What a verified token grants. All strings malloc'd; free with sb_claims_free. */
 typedef struct sb_claims {
-    char *sub;               /* user id (required claim) */
-    sb_strlist_t rooms;      /* patterns the client may $join / $leave itself */
-    sb_strlist_t publish;    /* patterns the client may $publish to */
-    sb_strlist_t join;       /* rooms joined at connect */
-    int64_t exp;             /* seconds since the epoch */
+    char *sub;            /* user id (required claim) */
+    sb_strlist_t rooms;   /* patterns the client may $join / $leave itself */
+    sb_strlist_t publish; /* patterns the client may $publish to */
+    sb_strlist_t join;    /* rooms joined at connect */
+    int64_t exp;          /* seconds since the epoch */
 } sb_claims_t;
 
 /* Reads --jwt-secret / --jwt-public-key per cfg. Returns NULL with *why set

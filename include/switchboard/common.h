@@ -15,23 +15,23 @@
 
 /* Error codes: functions return 0 on success or one of these (negative). */
 #define SB_OK 0
-#define SB_ENOMEM (-1)   /* allocation failed */
-#define SB_ETOOBIG (-2)  /* a bound was exceeded (buffer cap, maxPayload, counts) */
-#define SB_EPROTO (-3)   /* malformed input (protocol violation) */
-#define SB_EINVAL (-4)   /* invalid argument / configuration value */
+#define SB_ENOMEM (-1)  /* allocation failed */
+#define SB_ETOOBIG (-2) /* a bound was exceeded (buffer cap, maxPayload, counts) */
+#define SB_EPROTO (-3)  /* malformed input (protocol violation) */
+#define SB_EINVAL (-4)  /* invalid argument / configuration value */
 #define SB_ENOTFOUND (-5)
-#define SB_EIO (-6)      /* system or network error */
-#define SB_EAGAIN (-7)   /* try again later (not connected, busy) */
+#define SB_EIO (-6)    /* system or network error */
+#define SB_EAGAIN (-7) /* try again later (not connected, busy) */
 
 /* Returns a static, human-readable name for an SB_E* code. */
 const char *sb_strerror(int err);
 
 /* A byte buffer with a hard cap. Zero-initialise, or use sb_buf_init. */
 typedef struct sb_buf {
-    char *base;  /* malloc'd; NULL while empty and never grown */
-    size_t len;  /* bytes in use */
-    size_t cap;  /* bytes allocated */
-    size_t max;  /* hard cap on len; 0 means SIZE_MAX */
+    char *base; /* malloc'd; NULL while empty and never grown */
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated */
+    size_t max; /* hard cap on len; 0 means SIZE_MAX */
 } sb_buf_t;
 
 void sb_buf_init(sb_buf_t *b, size_t max);

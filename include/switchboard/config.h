@@ -41,15 +41,15 @@ typedef struct sb_config {
     /* network */
     sb_listen_addr_t *listen; /* --listen HOST:PORT, repeatable; default 127.0.0.1:8080 */
     size_t listen_count;
-    unsigned threads; /* --threads N; default 0 = number of online CPUs (resolved by the parser, so >= 1) */
-    int rebalance;    /* --rebalance; default true: shed connections when far above the average */
-    char *tls_cert;   /* --tls-cert FILE (NULL = none); both or neither with tls_key */
-    char *tls_key;    /* --tls-key FILE */
+    unsigned threads;          /* --threads N; default 0 = number of online CPUs (resolved by the parser, so >= 1) */
+    int rebalance;             /* --rebalance; default true: shed connections when far above the average */
+    char *tls_cert;            /* --tls-cert FILE (NULL = none); both or neither with tls_key */
+    char *tls_key;             /* --tls-key FILE */
     sb_strlist_t cors_origins; /* --cors-origin ORIGIN, repeatable; empty = no CORS headers; "*" = any */
 
     /* redis */
-    char *redis_url;    /* --redis URL (NULL = embedded redis-server); validated with sb_redis_url_parse */
-    char *redis_prefix; /* --redis-prefix; default "sb:" */
+    char *redis_url;                /* --redis URL (NULL = embedded redis-server); validated with sb_redis_url_parse */
+    char *redis_prefix;             /* --redis-prefix; default "sb:" */
     uint64_t redis_timeout_ms;      /* --redis-timeout; default 5000: per-command timeout */
     uint64_t events_maxlen;         /* --events-maxlen; default 100000: MAXLEN ~ of sb:events */
     uint64_t bus_maxlen;            /* --bus-maxlen; default 100000: MAXLEN ~ of sb:bus */
@@ -63,10 +63,12 @@ typedef struct sb_config {
     unsigned rebalance_rate;        /* --rebalance-rate; default 20 (closes per second per node, 1..100000) */
 
     /* Engine.IO / Socket.IO */
-    sb_strlist_t namespaces; /* --namespace NSP, repeatable; "/" always served; each must start with '/' and have no ',' */
-    uint64_t ping_interval_ms;   /* --ping-interval; default 25000 */
-    uint64_t ping_timeout_ms;    /* --ping-timeout; default 20000 */
-    uint64_t connect_timeout_ms; /* --connect-timeout; default 45000: time to send a Socket.IO CONNECT after the Engine.IO handshake */
+    sb_strlist_t
+        namespaces; /* --namespace NSP, repeatable; "/" always served; each must start with '/' and have no ',' */
+    uint64_t ping_interval_ms; /* --ping-interval; default 25000 */
+    uint64_t ping_timeout_ms;  /* --ping-timeout; default 20000 */
+    uint64_t
+        connect_timeout_ms; /* --connect-timeout; default 45000: time to send a Socket.IO CONNECT after the Engine.IO handshake */
     uint64_t upgrade_timeout_ms; /* --upgrade-timeout; default 10000 */
     uint64_t max_payload;        /* --max-payload; default 1000000 bytes */
     unsigned max_attachments;    /* --max-attachments; default 10 */
@@ -80,7 +82,8 @@ typedef struct sb_config {
     /* backends */
     sb_strlist_t api_keys; /* --api-key KEY, repeatable */
     char *api_keys_file;   /* --api-keys-file FILE: one key per line, '#' comments */
-    sb_strlist_t webhooks; /* --webhook GLOB=URL, repeatable (syntax checked: non-empty GLOB, http:// or https:// URL) */
+    sb_strlist_t
+        webhooks; /* --webhook GLOB=URL, repeatable (syntax checked: non-empty GLOB, http:// or https:// URL) */
     int webhook_lifecycle;                /* --webhook-lifecycle; default false */
     uint64_t webhook_timeout_ms;          /* --webhook-timeout; default 5000 */
     unsigned webhook_retries;             /* --webhook-retries; default 3 */
@@ -99,12 +102,12 @@ typedef struct sb_config {
     char *dashboard_dir;                  /* --dashboard-dir; default SB_DASHBOARD_DIR (build time); "" = off */
 
     /* auth */
-    char *jwt_alg;            /* --jwt-alg; default "HS256"; one of HS256 HS384 HS512 RS256 ES256 */
-    char *jwt_secret;         /* --jwt-secret */
-    char *jwt_public_key;     /* --jwt-public-key FILE (must be readable) */
-    char *jwt_issuer;         /* --jwt-issuer */
-    char *jwt_audience;       /* --jwt-audience */
-    uint64_t jwt_leeway_ms;   /* --jwt-leeway; default 0 */
+    char *jwt_alg;                  /* --jwt-alg; default "HS256"; one of HS256 HS384 HS512 RS256 ES256 */
+    char *jwt_secret;               /* --jwt-secret */
+    char *jwt_public_key;           /* --jwt-public-key FILE (must be readable) */
+    char *jwt_issuer;               /* --jwt-issuer */
+    char *jwt_audience;             /* --jwt-audience */
+    uint64_t jwt_leeway_ms;         /* --jwt-leeway; default 0 */
     uint64_t jwt_expiry_warning_ms; /* --jwt-expiry-warning; default 60000 */
 
     /* rate limits (held in Redis: they hold across every node) */
@@ -116,9 +119,9 @@ typedef struct sb_config {
     unsigned rate_abuse_limit;    /* --rate-abuse-limit; default 50 */
 
     /* logging */
-    int log_level;       /* --log-level trace|debug|info|warn|error|fatal|silent; default info (stored as pino numbers 10..60, silent = 100) */
-    unsigned log_rate;   /* --log-rate; default 200 lines/s below error level, 0 = no limit */
-    int log_client_ips;  /* --log-client-ips; default false (addresses masked) */
+    int log_level; /* --log-level trace|debug|info|warn|error|fatal|silent; default info (stored as pino numbers 10..60, silent = 100) */
+    unsigned log_rate;  /* --log-rate; default 200 lines/s below error level, 0 = no limit */
+    int log_client_ips; /* --log-client-ips; default false (addresses masked) */
 
     /* modes */
     int check_config; /* --check-config given */

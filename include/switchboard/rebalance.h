@@ -44,8 +44,8 @@ enum { SB_REBALANCE_NONE = 0, SB_REBALANCE_OVER, SB_REBALANCE_UNDER };
  * average). It then closes floor(local - avg), capped by the rate: it never goes below the average, so the nodes
  * above it together shed no more than the nodes below it lack.
  * Returns the count (0: nothing to do); *avg (may be NULL) gets the average, *why (may be NULL) the trigger. */
-uint64_t sb_rebalance_decide(uint64_t local, const uint64_t *others, size_t nothers, unsigned threshold,
-                             unsigned rate, uint64_t interval_ms, double *avg, int *why);
+uint64_t sb_rebalance_decide(uint64_t local, const uint64_t *others, size_t nothers, unsigned threshold, unsigned rate,
+                             uint64_t interval_ms, double *avg, int *why);
 
 /* Splits `total` closes among n workers holding held[i] connections, in proportion (largest remainders first),
  * never more than a worker holds: out[i] (n entries). Pure. */

@@ -20,12 +20,12 @@
 
 typedef struct sb_redis_addr {
     int is_unix;
-    char host[256];   /* tcp host */
-    uint16_t port;    /* tcp port, default 6379 */
-    char path[256];   /* unix socket path */
-    char user[128];   /* "" when none */
-    char pass[256];   /* "" when none */
-    int db;           /* default 0 */
+    char host[256]; /* tcp host */
+    uint16_t port;  /* tcp port, default 6379 */
+    char path[256]; /* unix socket path */
+    char user[128]; /* "" when none */
+    char pass[256]; /* "" when none */
+    int db;         /* default 0 */
 } sb_redis_addr_t;
 
 /* Parses redis://[user:pass@]host[:port][/db], redis://:pass@host, unix:///path[?db=N].

@@ -72,8 +72,8 @@ typedef struct sb_worker_stats {
     atomic_ulong dropped;
     atomic_ulong rate_limited;
     atomic_ulong auth_failures;
-    atomic_ulong connects;    /* Socket.IO sockets connected, cumulative */
-    atomic_ulong deliveries;  /* messages written to sockets */
+    atomic_ulong connects;                       /* Socket.IO sockets connected, cumulative */
+    atomic_ulong deliveries;                     /* messages written to sockets */
     atomic_ulong disconnects[SB_METRIC_REASONS]; /* by sb_session_reason_index (SB_REASONS) */
 } sb_worker_stats_t;
 
@@ -104,13 +104,13 @@ struct sb_worker {
     h2o_timeout_t linger_to; /* 1 s: a client-closed polling session's racing GET */
     h2o_timeout_t ack_to;
     h2o_timeout_t server_ack_to; /* server-sent events waiting for the client's ack */
-    h2o_timeout_t tick_to; /* housekeeping every --heartbeat-interval */
+    h2o_timeout_t tick_to;       /* housekeeping every --heartbeat-interval */
     h2o_timeout_entry_t tick;
     uint64_t ticks;
     /* event-loop lag: a 100 ms timer measures how late it fires */
     h2o_timeout_t lag_to;
     h2o_timeout_entry_t lag_tick;
-    uint64_t lag_expected;   /* mono ms the timer should fire at */
+    uint64_t lag_expected;    /* mono ms the timer should fire at */
     atomic_ulong loop_lag_ms; /* the last second's worst lag */
     uint64_t lag_window_max, lag_window_start, lag_warned_at;
     h2o_timeout_entry_t accept_pause; /* listeners paused: out of file descriptors */
@@ -135,15 +135,15 @@ struct sb_worker {
     uint64_t emit_seq; /* dedupe marker for fan-out */
     /* connection state recovery: while a replayed bus entry is applied, it reaches this socket only (session.c) */
     void *replay_sock;
-    h2o_timeout_t replay_to; /* a replay waiting for this worker's bus reader to catch up with the client's offset */
+    h2o_timeout_t replay_to;    /* a replay waiting for this worker's bus reader to catch up with the client's offset */
     long conns_by_transport[2]; /* open Engine.IO connections: polling, websocket */
 
     /* bus reader state */
     char bus_last_id[48];
-    char reply_key[600];     /* <prefix>{node:<node>}:replies:<idx>: answers to this worker's REST emit-with-ack */
+    char reply_key[600]; /* <prefix>{node:<node>}:replies:<idx>: answers to this worker's REST emit-with-ack */
     char reply_last_id[48];
-    void *api;               /* the REST API's per-worker state (api.c) */
-    struct sb_webhooks *webhooks; /* NULL when no --webhook is configured */
+    void *api;                        /* the REST API's per-worker state (api.c) */
+    struct sb_webhooks *webhooks;     /* NULL when no --webhook is configured */
     struct sb_auth_cache *auth_cache; /* verified tokens (auth.h) */
     h2o_linklist_t token_sockets;     /* sockets with a token: the expiry sweep walks them */
     h2o_linklist_t admin_sockets;     /* dashboard sockets (/_admin) */
@@ -206,7 +206,8 @@ void sb_worker_new_sid(sb_worker_t *w, char out[SB_SID_LEN + 1]);
 int sb_worker_ready(sb_worker_t *w);
 
 /* Builds "<prefix><suffix>" into out (NUL-terminated); returns its length, or 0 when it does not fit. */
-size_t sb_key(const sb_worker_t *w, char *out, size_t outlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+size_t sb_key(const sb_worker_t *w, char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #define SB_M(w) (&(w)->server->metrics)
 

@@ -83,8 +83,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static const char *const CODES[] = {"token_missing", "token_invalid",   "token_algorithm", "token_expired",
-                                    "token_not_yet_valid", "token_issuer", "token_audience", "token_claims"};
+static const char *const CODES[] = {"token_missing",       "token_invalid", "token_algorithm", "token_expired",
+                                    "token_not_yet_valid", "token_issuer",  "token_audience",  "token_claims"};
 
 static void check_code(const char *code, const char *message)
 {

@@ -70,8 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         return 0;
     }
-    if (p.nsp[0] != '/' || strlen(p.nsp) != p.nsp_len || p.nsp_len > SB_SIO_MAX_NSP_LEN ||
-        p.attachments > MAX_ATT)
+    if (p.nsp[0] != '/' || strlen(p.nsp) != p.nsp_len || p.nsp_len > SB_SIO_MAX_NSP_LEN || p.attachments > MAX_ATT)
         abort();
     if (p.type == SB_SIO_EVENT || p.type == SB_SIO_BINARY_EVENT)
         reencode(&p);

@@ -36,8 +36,8 @@
 
 typedef struct conn {
     int fd;
-    int ws;        /* upgraded */
-    int member;    /* index in members[], -1 when not a broadcast target */
+    int ws;     /* upgraded */
+    int member; /* index in members[], -1 when not a broadcast target */
     int ctl;
     uint8_t *in;
     uint32_t in_len, in_cap;

@@ -29,21 +29,21 @@ typedef struct lg_client {
     uint8_t role;  /* enum lg_role */
     uint8_t polling;
     uint8_t barrier_seen;
-    uint8_t post_busy;    /* polling: a POST is in flight */
-    uint8_t closing;      /* we closed it on purpose (churn, end of run) */
-    uint8_t joined;       /* switchboard: its join was sent */
-    uint32_t idx;         /* member index (bitmap row), or churn serial */
-    struct event *rev;    /* persistent read */
-    struct event *wev;    /* one-shot write (connect completion, pending output) */
+    uint8_t post_busy; /* polling: a POST is in flight */
+    uint8_t closing;   /* we closed it on purpose (churn, end of run) */
+    uint8_t joined;    /* switchboard: its join was sent */
+    uint32_t idx;      /* member index (bitmap row), or churn serial */
+    struct event *rev; /* persistent read */
+    struct event *wev; /* one-shot write (connect completion, pending output) */
     uint8_t *in;
     uint32_t in_len, in_cap;
     uint8_t *out;
     uint32_t out_len, out_cap;
     uint32_t next_ack_id;
-    uint32_t acks_out; /* emits waiting for their ack */
-    double t_start;    /* connect started */
-    double t_die;      /* churn: when to leave */
-    char key[25];      /* Sec-WebSocket-Key */
+    uint32_t acks_out;        /* emits waiting for their ack */
+    double t_start;           /* connect started */
+    double t_die;             /* churn: when to leave */
+    char key[25];             /* Sec-WebSocket-Key */
     char sid[LG_SID_MAX];     /* Socket.IO socket id (from the CONNECT reply) */
     char eio_sid[LG_SID_MAX]; /* polling: Engine.IO session id */
     struct evhttp_connection *pget, *ppost;
@@ -72,10 +72,10 @@ typedef struct lg_cfg {
     char redis_host[64];
     int redis_port;
     const char *prefix;
-    double rate;   /* broadcasts/s; 0 = saturation with `window` in flight */
-    int messages;  /* broadcasts in the measured phase */
+    double rate;  /* broadcasts/s; 0 = saturation with `window` in flight */
+    int messages; /* broadcasts in the measured phase */
     int window;
-    int payload;   /* padding bytes in each broadcast */
+    int payload; /* padding bytes in each broadcast */
     double duration;
     double drain;
     double timeout;
@@ -104,17 +104,17 @@ typedef struct lg_run {
     double t_first_start, t_last_ready;
     lg_hist connect_hist; /* start -> Socket.IO CONNECT reply, us */
     /* broadcast accounting */
-    uint32_t sent;        /* broadcasts published */
-    uint64_t uniq;        /* first deliveries to members */
+    uint32_t sent; /* broadcasts published */
+    uint64_t uniq; /* first deliveries to members */
     uint64_t dups;
-    uint64_t bogus;       /* deliveries with a sequence number never sent */
+    uint64_t bogus; /* deliveries with a sequence number never sent */
     uint64_t churn_deliveries;
     uint32_t *recv_count; /* members holding each message */
     uint32_t complete;    /* messages every member holds */
     uint32_t window_base; /* saturation: lowest message not complete */
     uint8_t *seen;        /* members x bits(messages) */
     size_t seen_row;
-    lg_hist lat;          /* delivery latency, us */
+    lg_hist lat; /* delivery latency, us */
     double t_last_send, t_last_delivery, t_first_send;
     int barrier_members;
     uint32_t barrier_no;
@@ -156,10 +156,10 @@ void lg_on_ack(lg_client *c, const char *p, size_t n);   /* Socket.IO ACK body a
 /* lg_backend.c */
 int lg_backend_open(void);
 void lg_backend_close(void);
-int lg_backend_publish(const char *msg_json, size_t n);     /* XADD bus op emit */
+int lg_backend_publish(const char *msg_json, size_t n);    /* XADD bus op emit */
 int lg_backend_join(char **sids, int n, const char *room); /* XADD bus op join */
 int lg_backend_start_acker(void);                          /* answer client events with op ack */
-long long lg_backend_used_memory(void);                     /* INFO memory used_memory, -1 unknown */
+long long lg_backend_used_memory(void);                    /* INFO memory used_memory, -1 unknown */
 
 /* Finds `"key":` in p[0..n) and parses the unsigned number after it. */
 int lg_find_u64(const char *p, size_t n, const char *key, uint64_t *out);

@@ -120,8 +120,8 @@ int lg_backend_join(char **sids, int n, const char *room)
     for (int i = 0; i < n; i++)
         len += (size_t)snprintf(buf + len, cap - len, "%s\"%s\"", i ? "," : "", sids[i]);
     len += (size_t)snprintf(buf + len, cap - len, "]}");
-    int rc = redisAsyncCommand(pub, count_reply, NULL, "XADD %sbus MAXLEN ~ 100000 * op join msg %b", R.cfg.prefix,
-                               buf, len) == REDIS_OK
+    int rc = redisAsyncCommand(pub, count_reply, NULL, "XADD %sbus MAXLEN ~ 100000 * op join msg %b", R.cfg.prefix, buf,
+                               len) == REDIS_OK
                  ? 0
                  : -1;
     free(buf);

@@ -39,15 +39,15 @@ typedef struct lg_snap {
     uint64_t cpu_user[LG_MAX_CPUS]; /* user + nice, in USER_HZ ticks */
     uint64_t cpu_sys[LG_MAX_CPUS];  /* system + irq + softirq */
     uint64_t cpu_total[LG_MAX_CPUS];
-    int64_t srv_utime, srv_stime;   /* ticks */
+    int64_t srv_utime, srv_stime; /* ticks */
     int64_t srv_rss_kib;
     int64_t redis_utime, redis_stime;
-    double gen_user, gen_sys;       /* getrusage of this process, seconds */
+    double gen_user, gen_sys; /* getrusage of this process, seconds */
 } lg_snap;
 
 void lg_snap_take(lg_snap *s, int server_pid, int redis_pid);
 int64_t lg_proc_rss_kib(int pid);
-double lg_now(void);     /* CLOCK_MONOTONIC seconds */
+double lg_now(void);      /* CLOCK_MONOTONIC seconds */
 uint64_t lg_now_us(void); /* CLOCK_MONOTONIC microseconds */
 
 /* Writes the CPU part of a result as JSON members (no braces), e.g.

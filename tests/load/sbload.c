@@ -45,11 +45,11 @@ enum { SC_IDLE, SC_BROADCAST, SC_ACKS, SC_CHURN };
 
 static int scenario;
 static struct event *tick_ev, *sig_ev;
-static double t_phase;        /* when the current phase began */
+static double t_phase; /* when the current phase began */
 static double t_barrier_sent;
-static double *send_time;     /* per message */
+static double *send_time; /* per message */
 static lg_snap snap_a, snap_b, snap_hold;
-static int measured_members;  /* ready members when the measured phase began */
+static int measured_members; /* ready members when the measured phase began */
 static uint64_t members_lost;
 static int timed_out, interrupted;
 static long long redis_mem_before = -1, redis_mem_after = -1;
@@ -182,8 +182,7 @@ void lg_on_event(lg_client *c, const char *p, size_t n)
 static void send_emit(lg_client *c)
 {
     char buf[96];
-    int n = snprintf(buf, sizeof(buf), "42%u[\"e\",{\"t\":%llu}]", c->next_ack_id++,
-                     (unsigned long long)lg_now_us());
+    int n = snprintf(buf, sizeof(buf), "42%u[\"e\",{\"t\":%llu}]", c->next_ack_id++, (unsigned long long)lg_now_us());
     c->acks_out++;
     R.acks_sent++;
     lg_client_send(c, buf, (size_t)n);
@@ -572,7 +571,10 @@ static void report(void)
     json_str(f, R.cfg.label);
     fprintf(f, ",\"clients\":%d,\"polling_pct\":%d,\"sources\":%d,\"auth\":\"%s\",\"ready\":%d,\"failed\":%d",
             R.cfg.clients, R.cfg.polling_pct, R.cfg.nsrc,
-            R.cfg.ntokens ? "token-file" : R.cfg.token ? "token" : "none", R.ready, R.failed);
+            R.cfg.ntokens ? "token-file"
+            : R.cfg.token ? "token"
+                          : "none",
+            R.ready, R.failed);
     fprintf(f, ",\"connects_per_s\":%.1f", conn_span > 0 ? R.ready / conn_span : 0.0);
     hist_json(f, "connect_ms", &R.connect_hist);
     double measured = 0;
@@ -595,8 +597,7 @@ static void report(void)
         uint64_t expected = (uint64_t)R.sent * (uint64_t)measured_members;
         double span = R.t_last_delivery - R.t_first_send;
         fprintf(f, ",\"messages\":%d,\"rate\":%.2f,\"window\":%d,\"payload\":%d,\"members\":%d,\"sent\":%u",
-                R.cfg.messages, R.cfg.rate, R.cfg.rate > 0 ? 0 : R.cfg.window, R.cfg.payload, measured_members,
-                R.sent);
+                R.cfg.messages, R.cfg.rate, R.cfg.rate > 0 ? 0 : R.cfg.window, R.cfg.payload, measured_members, R.sent);
         fprintf(f, ",\"expected\":%llu,\"delivered\":%llu,\"missing\":%llu,\"duplicates\":%llu,\"bogus\":%llu",
                 (unsigned long long)expected, (unsigned long long)R.uniq,
                 (unsigned long long)(expected > R.uniq ? expected - R.uniq : 0), (unsigned long long)R.dups,
@@ -637,9 +638,8 @@ static void report(void)
             ",\"errors\":{\"server_closed\":%llu,\"protocol\":%llu,\"connect\":%llu,\"redis\":%llu,"
             "\"other_events\":%llu},\"pings\":%llu,\"timed_out\":%s,\"interrupted\":%s,\"last_error\":",
             (unsigned long long)R.server_closed, (unsigned long long)R.proto_errors,
-            (unsigned long long)R.connect_errors, (unsigned long long)R.redis_errors,
-            (unsigned long long)other_events, (unsigned long long)R.pings, timed_out ? "true" : "false",
-            interrupted ? "true" : "false");
+            (unsigned long long)R.connect_errors, (unsigned long long)R.redis_errors, (unsigned long long)other_events,
+            (unsigned long long)R.pings, timed_out ? "true" : "false", interrupted ? "true" : "false");
     json_str(f, R.last_error);
     fputs("}\n", f);
     fflush(f);
@@ -648,8 +648,8 @@ static void report(void)
         return;
     double su, ss, rt;
     lg_snap_server_cpu(&snap_a, &snap_b, &su, &ss, &rt);
-    fprintf(stderr, "sbload %s [%s]: %d/%d clients ready (%d failed), %.0f connects/s", names[scenario],
-            R.cfg.label, R.ready, R.cfg.clients, R.failed, conn_span > 0 ? R.ready / conn_span : 0.0);
+    fprintf(stderr, "sbload %s [%s]: %d/%d clients ready (%d failed), %.0f connects/s", names[scenario], R.cfg.label,
+            R.ready, R.cfg.clients, R.failed, conn_span > 0 ? R.ready / conn_span : 0.0);
     if (scenario == SC_BROADCAST || scenario == SC_CHURN)
         fprintf(stderr, "; %llu/%llu delivered, %llu dup, p50 %.2f ms p99 %.2f ms max %.2f ms",
                 (unsigned long long)R.uniq, (unsigned long long)R.sent * (unsigned long long)measured_members,
@@ -862,17 +862,37 @@ int main(int argc, char **argv)
     c->join_batch = 500;
     const char *url = NULL, *redis = NULL, *sources = "127.0.0.1", *token_file = NULL;
     static const struct option opts[] = {
-        {"url", 1, 0, 'u'},          {"label", 1, 0, 'L'},         {"clients", 1, 0, 'n'},
-        {"sources", 1, 0, 'S'},      {"connect-rate", 1, 0, 'C'},  {"concurrency", 1, 0, 'K'},
-        {"polling-pct", 1, 0, 'P'},  {"room", 1, 0, 'r'},          {"token", 1, 0, 'T'},
+        {"url", 1, 0, 'u'},
+        {"label", 1, 0, 'L'},
+        {"clients", 1, 0, 'n'},
+        {"sources", 1, 0, 'S'},
+        {"connect-rate", 1, 0, 'C'},
+        {"concurrency", 1, 0, 'K'},
+        {"polling-pct", 1, 0, 'P'},
+        {"room", 1, 0, 'r'},
+        {"token", 1, 0, 'T'},
         {"token-file", 1, 0, 'F'},
-        {"redis", 1, 0, 'R'},        {"prefix", 1, 0, 'x'},        {"server-pid", 1, 0, 'p'},
-        {"redis-pid", 1, 0, 'q'},    {"rate", 1, 0, 'a'},          {"messages", 1, 0, 'm'},
-        {"window", 1, 0, 'w'},       {"payload", 1, 0, 'y'},       {"duration", 1, 0, 'd'},
-        {"drain", 1, 0, 'D'},        {"inflight", 1, 0, 'i'},      {"ack-clients", 1, 0, 'A'},
-        {"churn-rate", 1, 0, 'c'},   {"churn-life", 1, 0, 'l'},    {"idle-hold", 1, 0, 'H'},
-        {"connect-timeout", 1, 0, 'O'}, {"timeout", 1, 0, 't'},    {"join-batch", 1, 0, 'j'},
-        {"quiet", 0, 0, 'Q'},        {"help", 0, 0, 'h'},          {0, 0, 0, 0},
+        {"redis", 1, 0, 'R'},
+        {"prefix", 1, 0, 'x'},
+        {"server-pid", 1, 0, 'p'},
+        {"redis-pid", 1, 0, 'q'},
+        {"rate", 1, 0, 'a'},
+        {"messages", 1, 0, 'm'},
+        {"window", 1, 0, 'w'},
+        {"payload", 1, 0, 'y'},
+        {"duration", 1, 0, 'd'},
+        {"drain", 1, 0, 'D'},
+        {"inflight", 1, 0, 'i'},
+        {"ack-clients", 1, 0, 'A'},
+        {"churn-rate", 1, 0, 'c'},
+        {"churn-life", 1, 0, 'l'},
+        {"idle-hold", 1, 0, 'H'},
+        {"connect-timeout", 1, 0, 'O'},
+        {"timeout", 1, 0, 't'},
+        {"join-batch", 1, 0, 'j'},
+        {"quiet", 0, 0, 'Q'},
+        {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
     if (argc < 2 || argv[1][0] == '-') {
         usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
@@ -898,37 +918,120 @@ int main(int argc, char **argv)
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int bad = 0;
         switch (o) {
-        case 'u': url = optarg; break;
-        case 'L': c->label = optarg; break;
-        case 'S': sources = optarg; break;
-        case 'r': c->room = optarg; break;
-        case 'T': c->token = optarg; break;
-        case 'F': token_file = optarg; break;
-        case 'R': redis = optarg; break;
-        case 'x': c->prefix = optarg; break;
-        case 'Q': c->quiet = 1; break;
-        case 'h': usage(stdout); return 0;
-        case 'n': bad = parse_num(optarg, 1, 1e6, &v); c->clients = (int)v; break;
-        case 'C': bad = parse_num(optarg, 0, 1e7, &v); c->connect_rate = v; break;
-        case 'K': bad = parse_num(optarg, 1, 1e6, &v); c->concurrency = (int)v; break;
-        case 'P': bad = parse_num(optarg, 0, 100, &v); c->polling_pct = (int)v; break;
-        case 'p': bad = parse_num(optarg, 1, 1e9, &v); c->server_pid = (int)v; break;
-        case 'q': bad = parse_num(optarg, 1, 1e9, &v); c->redis_pid = (int)v; break;
-        case 'a': bad = parse_num(optarg, 0, 1e7, &v); c->rate = v; break;
-        case 'm': bad = parse_num(optarg, 1, 1e8, &v); c->messages = (int)v; messages_given = 1; break;
-        case 'w': bad = parse_num(optarg, 1, 1e6, &v); c->window = (int)v; break;
-        case 'y': bad = parse_num(optarg, 0, (double)sizeof(padding) - 1, &v); c->payload = (int)v; break;
-        case 'd': bad = parse_num(optarg, 0.1, 86400, &v); c->duration = v; break;
-        case 'D': bad = parse_num(optarg, 0, 3600, &v); c->drain = v; break;
-        case 'i': bad = parse_num(optarg, 1, 1e4, &v); c->inflight = (int)v; break;
-        case 'A': bad = parse_num(optarg, 0, 1e6, &v); c->ack_clients = (int)v; break;
-        case 'c': bad = parse_num(optarg, 0, 1e6, &v); c->churn_rate = v; break;
-        case 'l': bad = parse_num(optarg, 0, 3600, &v); c->churn_life = v; break;
-        case 'H': bad = parse_num(optarg, 0, 3600, &v); c->idle_hold = v; break;
-        case 'O': bad = parse_num(optarg, 0.1, 3600, &v); c->connect_timeout = v; break;
-        case 't': bad = parse_num(optarg, 1, 86400, &v); c->timeout = v; break;
-        case 'j': bad = parse_num(optarg, 1, 100000, &v); c->join_batch = (int)v; break;
-        default: usage(stderr); return 2;
+        case 'u':
+            url = optarg;
+            break;
+        case 'L':
+            c->label = optarg;
+            break;
+        case 'S':
+            sources = optarg;
+            break;
+        case 'r':
+            c->room = optarg;
+            break;
+        case 'T':
+            c->token = optarg;
+            break;
+        case 'F':
+            token_file = optarg;
+            break;
+        case 'R':
+            redis = optarg;
+            break;
+        case 'x':
+            c->prefix = optarg;
+            break;
+        case 'Q':
+            c->quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'n':
+            bad = parse_num(optarg, 1, 1e6, &v);
+            c->clients = (int)v;
+            break;
+        case 'C':
+            bad = parse_num(optarg, 0, 1e7, &v);
+            c->connect_rate = v;
+            break;
+        case 'K':
+            bad = parse_num(optarg, 1, 1e6, &v);
+            c->concurrency = (int)v;
+            break;
+        case 'P':
+            bad = parse_num(optarg, 0, 100, &v);
+            c->polling_pct = (int)v;
+            break;
+        case 'p':
+            bad = parse_num(optarg, 1, 1e9, &v);
+            c->server_pid = (int)v;
+            break;
+        case 'q':
+            bad = parse_num(optarg, 1, 1e9, &v);
+            c->redis_pid = (int)v;
+            break;
+        case 'a':
+            bad = parse_num(optarg, 0, 1e7, &v);
+            c->rate = v;
+            break;
+        case 'm':
+            bad = parse_num(optarg, 1, 1e8, &v);
+            c->messages = (int)v;
+            messages_given = 1;
+            break;
+        case 'w':
+            bad = parse_num(optarg, 1, 1e6, &v);
+            c->window = (int)v;
+            break;
+        case 'y':
+            bad = parse_num(optarg, 0, (double)sizeof(padding) - 1, &v);
+            c->payload = (int)v;
+            break;
+        case 'd':
+            bad = parse_num(optarg, 0.1, 86400, &v);
+            c->duration = v;
+            break;
+        case 'D':
+            bad = parse_num(optarg, 0, 3600, &v);
+            c->drain = v;
+            break;
+        case 'i':
+            bad = parse_num(optarg, 1, 1e4, &v);
+            c->inflight = (int)v;
+            break;
+        case 'A':
+            bad = parse_num(optarg, 0, 1e6, &v);
+            c->ack_clients = (int)v;
+            break;
+        case 'c':
+            bad = parse_num(optarg, 0, 1e6, &v);
+            c->churn_rate = v;
+            break;
+        case 'l':
+            bad = parse_num(optarg, 0, 3600, &v);
+            c->churn_life = v;
+            break;
+        case 'H':
+            bad = parse_num(optarg, 0, 3600, &v);
+            c->idle_hold = v;
+            break;
+        case 'O':
+            bad = parse_num(optarg, 0.1, 3600, &v);
+            c->connect_timeout = v;
+            break;
+        case 't':
+            bad = parse_num(optarg, 1, 86400, &v);
+            c->timeout = v;
+            break;
+        case 'j':
+            bad = parse_num(optarg, 1, 100000, &v);
+            c->join_batch = (int)v;
+            break;
+        default:
+            usage(stderr);
+            return 2;
         }
         if (bad) {
             fprintf(stderr, "sbload: bad value '%s' for %s\n", optarg, argv[optind - 1]);

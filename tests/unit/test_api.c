@@ -182,8 +182,8 @@ static void test_length_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_body_and_op), cmocka_unit_test(test_emit),       cmocka_unit_test(test_join_leave),
-        cmocka_unit_test(test_disconnect),  cmocka_unit_test(test_ack),        cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_body_and_op),    cmocka_unit_test(test_emit), cmocka_unit_test(test_join_leave),
+        cmocka_unit_test(test_disconnect),     cmocka_unit_test(test_ack),  cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_length_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

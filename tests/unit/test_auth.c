@@ -1007,14 +1007,14 @@ static void test_match(void **state)
         {"chat:?", "chat:", 0},
         {"chat:?", "chat:12", 0},
         {"chat:??", "chat:12", 1},
-        {"?", "\xc3\xa9", 1},      /* é is one character */
+        {"?", "\xc3\xa9", 1}, /* é is one character */
         {"??", "\xc3\xa9", 0},
-        {"?", "\xe2\x82\xac", 1},  /* € */
+        {"?", "\xe2\x82\xac", 1},     /* € */
         {"?", "\xf0\x9f\x98\x80", 1}, /* 😀 */
         {"*?", "\xc3\xa9", 1},
         {"a*?", "a\xc3\xa9\xc3\xa9", 1},
         {"*\xc3\xa9", "x\xc3\xa9", 1},
-        {"r.[0]", "r.[0]", 1},     /* no character classes: literal */
+        {"r.[0]", "r.[0]", 1}, /* no character classes: literal */
         {"r.[0]", "r.0", 0},
         {"*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0},
         {"user:*:room?", "user:7:room9", 1},

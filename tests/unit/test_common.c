@@ -193,8 +193,7 @@ static void test_base64_invalid(void **state)
         "AQ==AQ==", /* padding in the middle */
         "AQ-_",     /* base64url alphabet is not accepted here */
         "AQ I",     /* whitespace */
-        "AQ\nI",
-        "AQ*D",
+        "AQ\nI",    "AQ*D",
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(bad); i++) {
         unsigned char dec[16];
@@ -236,7 +235,6 @@ static void test_clocks(void **state)
     uint64_t m2 = sb_mono_ms();
     assert_true(m2 >= m1);
 }
-
 
 /* Every error code has its own words (found by scripts/coverage.sh). */
 static void test_strerror_all(void **state)

@@ -185,8 +185,9 @@ static void test_defaults(void **state)
     sb_config_free(&c);
 
     /* Variables that are not ours, and the test harnesses' own, are ignored. */
-    assert_int_equal(parse(&c, NOARGS, ENVP("PATH=/bin", "SWITCHBOARDX=1", "SWITCHBOARD_TEST_REDIS_SERVER=redis-server",
-                                             "SWITCHBOARD_BIN=/x/switchboard")),
+    assert_int_equal(parse(&c, NOARGS,
+                           ENVP("PATH=/bin", "SWITCHBOARDX=1", "SWITCHBOARD_TEST_REDIS_SERVER=redis-server",
+                                "SWITCHBOARD_BIN=/x/switchboard")),
                      0);
     sb_config_free(&c);
 }
@@ -198,16 +199,16 @@ static void test_every_flag_sets_its_field(void **state)
     int rc = parse(&c,
                    ARGV("--listen", "0.0.0.0:9000", "--listen=[::1]:9001", "--listen", ":9002", "--threads", "3",
                         "--tls-cert", file_a, "--tls-key", file_b, "--cors-origin", "https://app.example.com",
-                        "--cors-origin=*", "--redis", "redis://u:p@r.example:6380/2", "--redis-prefix", "x:",
-                        "--redis-timeout", "2s", "--events-maxlen", "7", "--bus-maxlen", "8", "--bus-block", "150ms",
-                        "--bus-count", "9", "--heartbeat-interval", "1s", "--namespace", "/chat", "--namespace", "/x",
-                        "--ping-interval", "1m", "--ping-timeout", "2000", "--connect-timeout", "3s",
-                        "--upgrade-timeout", "4s", "--max-payload", "64kb", "--max-attachments", "0",
-                        "--max-send-queue", "1mb", "--ack-timeout", "1h", "--recovery-window", "0",
-                        "--drain-timeout", "5m", "--allow-upgrades", "false", "--allow-polling=off", "--api-key", "k1",
-                        "--api-key", "k2", "--api-keys-file", file_a, "--webhook", "chat:*=https://h.example/hook",
-                        "--jwt-alg", "hs512", "--jwt-secret", "s3cret", "--jwt-issuer", "iss", "--jwt-audience",
-                        "aud", "--jwt-leeway", "30s", "--log-level", "debug", "--log-client-ips", "--check-config"),
+                        "--cors-origin=*", "--redis", "redis://u:p@r.example:6380/2", "--redis-prefix",
+                        "x:", "--redis-timeout", "2s", "--events-maxlen", "7", "--bus-maxlen", "8", "--bus-block",
+                        "150ms", "--bus-count", "9", "--heartbeat-interval", "1s", "--namespace", "/chat",
+                        "--namespace", "/x", "--ping-interval", "1m", "--ping-timeout", "2000", "--connect-timeout",
+                        "3s", "--upgrade-timeout", "4s", "--max-payload", "64kb", "--max-attachments", "0",
+                        "--max-send-queue", "1mb", "--ack-timeout", "1h", "--recovery-window", "0", "--drain-timeout",
+                        "5m", "--allow-upgrades", "false", "--allow-polling=off", "--api-key", "k1", "--api-key", "k2",
+                        "--api-keys-file", file_a, "--webhook", "chat:*=https://h.example/hook", "--jwt-alg", "hs512",
+                        "--jwt-secret", "s3cret", "--jwt-issuer", "iss", "--jwt-audience", "aud", "--jwt-leeway", "30s",
+                        "--log-level", "debug", "--log-client-ips", "--check-config"),
                    NULL);
     if (rc != 0)
         print_error("%s\n", err);
@@ -419,10 +420,10 @@ static void test_lists(void **state)
     (void)state;
     sb_config_t c;
     /* Comma lists: spaces around items and empty items are ignored. */
-    assert_int_equal(parse(&c, NOARGS, ENVP("SWITCHBOARD_NAMESPACE= /a, /b,,/c,", "SWITCHBOARD_API_KEY=k1,k2",
-                                             "SWITCHBOARD_LISTEN=127.0.0.1:1,[::]:2",
-                                             "SWITCHBOARD_WEBHOOK=a=http://h/1,b.*=https://h/2",
-                                             "SWITCHBOARD_CORS_ORIGIN=*")),
+    assert_int_equal(parse(&c, NOARGS,
+                           ENVP("SWITCHBOARD_NAMESPACE= /a, /b,,/c,", "SWITCHBOARD_API_KEY=k1,k2",
+                                "SWITCHBOARD_LISTEN=127.0.0.1:1,[::]:2",
+                                "SWITCHBOARD_WEBHOOK=a=http://h/1,b.*=https://h/2", "SWITCHBOARD_CORS_ORIGIN=*")),
                      0);
     assert_int_equal(c.namespaces.count, 3);
     assert_string_equal(c.namespaces.items[0], "/a");
@@ -439,8 +440,9 @@ static void test_lists(void **state)
     sb_config_free(&c);
 
     /* Repeated flags accumulate; exact duplicates collapse. */
-    assert_int_equal(parse(&c, ARGV("--namespace", "/a", "--namespace=/b", "--namespace", "/a", "--listen", ":1",
-                                    "--listen", ":1", "--listen", "localhost:2"),
+    assert_int_equal(parse(&c,
+                           ARGV("--namespace", "/a", "--namespace=/b", "--namespace", "/a", "--listen", ":1",
+                                "--listen", ":1", "--listen", "localhost:2"),
                            NULL),
                      0);
     assert_int_equal(c.namespaces.count, 2);
@@ -494,15 +496,32 @@ static void test_durations(void **state)
     static const struct {
         const char *in;
         uint64_t ms;
-    } good[] = {{"0", 0},           {"250", 250},       {"250ms", 250}, {"25s", 25000}, {"5m", 300000},
-                {"1h", 3600000},    {"0s", 0},          {"007", 7},     {"18446744073709551615", UINT64_MAX}};
+    } good[] = {{"0", 0},       {"250", 250},   {"250ms", 250},
+                {"25s", 25000}, {"5m", 300000}, {"1h", 3600000},
+                {"0s", 0},      {"007", 7},     {"18446744073709551615", UINT64_MAX}};
     for (size_t i = 0; i < SB_ARRAY_SIZE(good); i++) {
         assert_int_equal(sb_config_parse_duration(good[i].in, &v), 0);
         assert_true(v == good[i].ms);
     }
-    static const char *const bad[] = {"",   "-1", "5x",  "1.5s", "s",   "ms", " 5", "5 ", "5S", "5sec",
-                                      "+5", "1d", "5mm", "0x10", "5hs", "1e3",
-                                      "18446744073709551616", "18446744073709551615h", "9999999999999999999s"};
+    static const char *const bad[] = {"",
+                                      "-1",
+                                      "5x",
+                                      "1.5s",
+                                      "s",
+                                      "ms",
+                                      " 5",
+                                      "5 ",
+                                      "5S",
+                                      "5sec",
+                                      "+5",
+                                      "1d",
+                                      "5mm",
+                                      "0x10",
+                                      "5hs",
+                                      "1e3",
+                                      "18446744073709551616",
+                                      "18446744073709551615h",
+                                      "9999999999999999999s"};
     for (size_t i = 0; i < SB_ARRAY_SIZE(bad); i++) {
         v = 42;
         if (sb_config_parse_duration(bad[i], &v) != SB_EINVAL)
@@ -520,8 +539,7 @@ static void test_sizes(void **state)
     static const struct {
         const char *in;
         uint64_t bytes;
-    } good[] = {{"1000000", 1000000}, {"64kb", 65536}, {"64KB", 65536}, {"4mb", 4194304}, {"4Mb", 4194304},
-                {"0", 0}};
+    } good[] = {{"1000000", 1000000}, {"64kb", 65536}, {"64KB", 65536}, {"4mb", 4194304}, {"4Mb", 4194304}, {"0", 0}};
     for (size_t i = 0; i < SB_ARRAY_SIZE(good); i++) {
         assert_int_equal(sb_config_parse_size(good[i].in, &v), 0);
         assert_true(v == good[i].bytes);
@@ -620,7 +638,7 @@ static void test_invalid_values(void **state)
         snprintf(arg_a, sizeof(arg_a), "--%s=%s", invalid[i].flag, invalid[i].value);
         /* jwt-public-key needs a matching algorithm to reach the file check */
         int rc = strcmp(invalid[i].flag, "jwt-public-key") == 0 ? parse(&c, ARGV(arg_a, "--jwt-alg=RS256"), NULL)
-                                                                 : parse(&c, ARGV(arg_a), NULL);
+                                                                : parse(&c, ARGV(arg_a), NULL);
         if (rc != 2)
             print_error("%s accepted\n", arg_a);
         assert_int_equal(rc, 2);
@@ -812,13 +830,14 @@ static void test_help_and_version(void **state)
     assert_int_equal(parse_capturing_stdout(&c, ARGV("--threads", "999", "--help"), ENVP("SWITCHBOARD_FOO=1")), 1);
     assert_string_equal(err, "");
     static const char *const flags[] = {
-        "listen",          "threads",         "tls-cert",       "tls-key",        "cors-origin",   "redis",
-        "redis-prefix",    "redis-timeout",   "events-maxlen",  "bus-maxlen",     "bus-block",     "bus-count",
-        "heartbeat-interval", "namespace",    "ping-interval",  "ping-timeout",   "connect-timeout",
-        "upgrade-timeout", "max-payload",     "max-attachments", "max-send-queue", "ack-timeout",  "recovery-window",
-        "drain-timeout",   "allow-upgrades",  "allow-polling",  "api-key",        "api-keys-file", "webhook",
-        "jwt-alg",         "jwt-secret",      "jwt-public-key", "jwt-issuer",     "jwt-audience",  "jwt-leeway",
-        "log-level",       "log-client-ips",  "check-config",   "help",           "version"};
+        "listen",         "threads",         "tls-cert",           "tls-key",       "cors-origin",
+        "redis",          "redis-prefix",    "redis-timeout",      "events-maxlen", "bus-maxlen",
+        "bus-block",      "bus-count",       "heartbeat-interval", "namespace",     "ping-interval",
+        "ping-timeout",   "connect-timeout", "upgrade-timeout",    "max-payload",   "max-attachments",
+        "max-send-queue", "ack-timeout",     "recovery-window",    "drain-timeout", "allow-upgrades",
+        "allow-polling",  "api-key",         "api-keys-file",      "webhook",       "jwt-alg",
+        "jwt-secret",     "jwt-public-key",  "jwt-issuer",         "jwt-audience",  "jwt-leeway",
+        "log-level",      "log-client-ips",  "check-config",       "help",          "version"};
     for (size_t i = 0; i < SB_ARRAY_SIZE(flags); i++) {
         char want[96];
         snprintf(want, sizeof(want), "  --%s", flags[i]);
@@ -886,8 +905,9 @@ static void test_rebalance_settings(void **state)
     assert_int_equal(c.rebalance_rate, 20);
     sb_config_free(&c);
 
-    assert_int_equal(parse(&c, ARGV("--rebalance", "off", "--rebalance-interval", "30s", "--rebalance-threshold", "50",
-                                    "--rebalance-rate", "5"),
+    assert_int_equal(parse(&c,
+                           ARGV("--rebalance", "off", "--rebalance-interval", "30s", "--rebalance-threshold", "50",
+                                "--rebalance-rate", "5"),
                            NULL),
                      0);
     assert_int_equal(c.rebalance, 0);
@@ -902,12 +922,9 @@ static void test_rebalance_settings(void **state)
 
     static const struct {
         const char *flag, *value, *says;
-    } bad[] = {{"--rebalance", "maybe", "--rebalance"},
-               {"--rebalance-interval", "999ms", "1000ms"},
-               {"--rebalance-interval", "2h", "3600000ms"},
-               {"--rebalance-threshold", "4", "5 to 1000"},
-               {"--rebalance-threshold", "1001", "5 to 1000"},
-               {"--rebalance-rate", "0", "1 to 100000"}};
+    } bad[] = {{"--rebalance", "maybe", "--rebalance"},        {"--rebalance-interval", "999ms", "1000ms"},
+               {"--rebalance-interval", "2h", "3600000ms"},    {"--rebalance-threshold", "4", "5 to 1000"},
+               {"--rebalance-threshold", "1001", "5 to 1000"}, {"--rebalance-rate", "0", "1 to 100000"}};
     for (size_t i = 0; i < SB_ARRAY_SIZE(bad); i++) {
         snprintf(arg_a, sizeof(arg_a), "%s=%s", bad[i].flag, bad[i].value);
         assert_int_equal(parse(&c, ARGV(arg_a), NULL), 2);
@@ -951,8 +968,8 @@ static void test_rates(void **state)
     assert_int_equal(r.rate, 0);
     assert_int_equal(sb_config_parse_rate("0", &r), 0);
     assert_int_equal(r.rate, 0);
-    const char *bad[] = {"", "20", "/1s", "20/", "20/1x", "0/1s", "20/1s:", "20/1s:0", "20/1s:x", "-1/1s",
-                         "2000000/1s", "20/0", "20/2d", "20/1s:5:6"};
+    const char *bad[] = {"",        "20",      "/1s",   "20/",        "20/1x", "0/1s",  "20/1s:",
+                         "20/1s:0", "20/1s:x", "-1/1s", "2000000/1s", "20/0",  "20/2d", "20/1s:5:6"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(sb_config_parse_rate(bad[i], &r), SB_EINVAL);
 

@@ -31,8 +31,20 @@ static void test_id_parse(void **state)
     assert_true(id.seq == 7);
     id = id_of("18446744073709551615-18446744073709551615");
     assert_true(id.ms == UINT64_MAX && id.seq == UINT64_MAX);
-    static const char *const bad[] = {"", "-", "1", "1-", "-1", "1-2-3", "a-1", "1-a", " 1-2", "1-2 ", "+1-2",
-                                      "18446744073709551616-0", "0-18446744073709551616", "1--2",
+    static const char *const bad[] = {"",
+                                      "-",
+                                      "1",
+                                      "1-",
+                                      "-1",
+                                      "1-2-3",
+                                      "a-1",
+                                      "1-a",
+                                      " 1-2",
+                                      "1-2 ",
+                                      "+1-2",
+                                      "18446744073709551616-0",
+                                      "0-18446744073709551616",
+                                      "1--2",
                                       "123456789012345678901234567890-1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         sb_stream_id_t out = {9, 9};
@@ -114,7 +126,8 @@ static void test_rest_validation(void **state)
         assert_non_null(strstr(message, bad[i].word));
     }
     /* an empty rooms list is no target: allowed with durable */
-    assert_int_equal(validate(&cfg, "{\"event\":\"e\",\"users\":[\"u\"],\"rooms\":[],\"durable\":true}", field, message),
+    assert_int_equal(validate(&cfg, "{\"event\":\"e\",\"users\":[\"u\"],\"rooms\":[],\"durable\":true}", field,
+                              message),
                      0);
     /* at most SB_DURABLE_MAX_USERS users */
     char body[16384];
@@ -164,8 +177,8 @@ static void test_settings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_id_parse),        cmocka_unit_test(test_id_order_and_format),
-        cmocka_unit_test(test_inbox_id),        cmocka_unit_test(test_rest_validation),
+        cmocka_unit_test(test_id_parse), cmocka_unit_test(test_id_order_and_format),
+        cmocka_unit_test(test_inbox_id), cmocka_unit_test(test_rest_validation),
         cmocka_unit_test(test_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,7 +79,11 @@ static void test_payload_decode(void **state)
 {
     (void)state;
     struct rec r = {0};
-    assert_int_equal(sb_eio_payload_decode(LIT("4hello\x1e" "4world\x1e" "bAQID"), 0, record_cb, &r), 0);
+    assert_int_equal(sb_eio_payload_decode(LIT("4hello\x1e"
+                                               "4world\x1e"
+                                               "bAQID"),
+                                           0, record_cb, &r),
+                     0);
     assert_int_equal(r.calls, 3);
     assert_int_equal(r.types[0], SB_EIO_MESSAGE);
     assert_int_equal(r.binary[0], 0);
@@ -95,7 +99,11 @@ static void test_payload_decode(void **state)
 
     /* A single packet, other types, an empty binary message. */
     memset(&r, 0, sizeof(r));
-    assert_int_equal(sb_eio_payload_decode(LIT("2\x1e" "1\x1e" "b"), 3, record_cb, &r), 0);
+    assert_int_equal(sb_eio_payload_decode(LIT("2\x1e"
+                                               "1\x1e"
+                                               "b"),
+                                           3, record_cb, &r),
+                     0);
     assert_int_equal(r.calls, 3);
     assert_int_equal(r.types[0], SB_EIO_PING);
     assert_int_equal(r.types[1], SB_EIO_CLOSE);
@@ -112,14 +120,30 @@ static void test_payload_decode_malformed_delivers_nothing(void **state)
         int rc;
     } cases[] = {
         {"", 0, SB_EPROTO},
-        {LIT("4a\x1e\x1e" "4b"), SB_EPROTO},   /* empty segment in the middle */
-        {LIT("4a\x1e"), SB_EPROTO},            /* trailing separator */
-        {LIT("\x1e" "4a"), SB_EPROTO},         /* leading separator */
-        {LIT("4a\x1e" "7b"), SB_EPROTO},       /* bad type after a good packet */
-        {LIT("4a\x1e" "bAQ!D"), SB_EPROTO},    /* bad base64 */
-        {LIT("4a\x1e" "bA"), SB_EPROTO},       /* truncated base64 */
-        {LIT("4a\x1e" "4b\x1e" "4c"), SB_ETOOBIG}, /* max 2 */
-        {LIT("4a\x1e" "4b\x1e" "7c"), SB_ETOOBIG},
+        {LIT("4a\x1e\x1e"
+             "4b"),
+         SB_EPROTO},                /* empty segment in the middle */
+        {LIT("4a\x1e"), SB_EPROTO}, /* trailing separator */
+        {LIT("\x1e"
+             "4a"),
+         SB_EPROTO}, /* leading separator */
+        {LIT("4a\x1e"
+             "7b"),
+         SB_EPROTO}, /* bad type after a good packet */
+        {LIT("4a\x1e"
+             "bAQ!D"),
+         SB_EPROTO}, /* bad base64 */
+        {LIT("4a\x1e"
+             "bA"),
+         SB_EPROTO}, /* truncated base64 */
+        {LIT("4a\x1e"
+             "4b\x1e"
+             "4c"),
+         SB_ETOOBIG}, /* max 2 */
+        {LIT("4a\x1e"
+             "4b\x1e"
+             "7c"),
+         SB_ETOOBIG},
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
         struct rec r = {0};
@@ -129,7 +153,10 @@ static void test_payload_decode_malformed_delivers_nothing(void **state)
     }
     /* Exactly at the limit is fine. */
     struct rec r = {0};
-    assert_int_equal(sb_eio_payload_decode(LIT("4a\x1e" "4b"), 2, record_cb, &r), 0);
+    assert_int_equal(sb_eio_payload_decode(LIT("4a\x1e"
+                                               "4b"),
+                                           2, record_cb, &r),
+                     0);
     assert_int_equal(r.calls, 2);
 }
 
@@ -138,7 +165,11 @@ static void test_payload_decode_callback_stops(void **state)
     (void)state;
     struct rec r = {0};
     r.stop_after = 2;
-    assert_int_equal(sb_eio_payload_decode(LIT("4a\x1e" "4b\x1e" "4c"), 0, record_cb, &r), 99);
+    assert_int_equal(sb_eio_payload_decode(LIT("4a\x1e"
+                                               "4b\x1e"
+                                               "4c"),
+                                           0, record_cb, &r),
+                     99);
     assert_int_equal(r.calls, 2);
 }
 
@@ -150,11 +181,17 @@ static void test_payload_append(void **state)
     assert_int_equal(sb_eio_payload_append_text(&b, SB_EIO_MESSAGE, LIT("hello")), 0);
     ASSERT_BUF_STR(&b, "4hello");
     assert_int_equal(sb_eio_payload_append_text(&b, SB_EIO_PING, NULL, 0), 0);
-    ASSERT_BUF_STR(&b, "4hello\x1e" "2");
+    ASSERT_BUF_STR(&b, "4hello\x1e"
+                       "2");
     assert_int_equal(sb_eio_payload_append_binary(&b, "\x01\x02\x03", 3), 0);
-    ASSERT_BUF_STR(&b, "4hello\x1e" "2\x1e" "bAQID");
+    ASSERT_BUF_STR(&b, "4hello\x1e"
+                       "2\x1e"
+                       "bAQID");
     assert_int_equal(sb_eio_payload_append_binary(&b, "\xff", 1), 0);
-    ASSERT_BUF_STR(&b, "4hello\x1e" "2\x1e" "bAQID\x1e" "b/w==");
+    ASSERT_BUF_STR(&b, "4hello\x1e"
+                       "2\x1e"
+                       "bAQID\x1e"
+                       "b/w==");
     sb_buf_free(&b);
 
     /* A binary first: no separator. */
@@ -185,7 +222,8 @@ static void test_payload_append_cap(void **state)
     assert_int_equal(sb_eio_payload_append_binary(&b, "\x01\x02\x03", 3), SB_ETOOBIG);
     ASSERT_BUF_STR(&b, "4abcd");
     assert_int_equal(sb_eio_payload_append_text(&b, SB_EIO_PING, LIT("x")), 0);
-    ASSERT_BUF_STR(&b, "4abcd\x1e" "2x");
+    ASSERT_BUF_STR(&b, "4abcd\x1e"
+                       "2x");
     sb_buf_free(&b);
 }
 
@@ -286,7 +324,6 @@ static void test_query_parse_invalid(void **state)
     assert_int_equal(strlen(q.sid), 63);
     assert_int_equal(q.sid[0], 'A');
 }
-
 
 /* Edges found by scripts/coverage.sh: a packet type outside 0..6, an error code outside the table. */
 static void test_append_and_message_edges(void **state)

@@ -83,8 +83,8 @@ static redisContext *start_server(server_t *s, const char *const *extra)
     const char *bin = getenv("SWITCHBOARD_TEST_REDIS_SERVER");
     if (bin == NULL || bin[0] == '\0')
         bin = "redis-server";
-    const char *argv[32] = {bin, "--port", "0", "--unixsocket", s->sock, "--save", "", "--appendonly", "no",
-                            "--dir", s->dir, "--logfile", s->log};
+    const char *argv[32] = {bin,  "--port", "0",    "--unixsocket", s->sock, "--save", "", "--appendonly",
+                            "no", "--dir",  s->dir, "--logfile",    s->log};
     size_t argc = 13;
     for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < SB_ARRAY_SIZE(argv) - 1; i++)
         argv[argc++] = extra[i];
@@ -202,8 +202,7 @@ static redisReply *fcall(const char *fn, size_t nkeys, const char *const *keys, 
     return r;
 }
 
-static long long fcall_int(const char *fn, size_t nkeys, const char *const *keys, size_t nargs,
-                           const char *const *args)
+static long long fcall_int(const char *fn, size_t nkeys, const char *const *keys, size_t nargs, const char *const *args)
 {
     redisReply *r = fcall(fn, nkeys, keys, nargs, args);
     if (r->type != REDIS_REPLY_INTEGER)
@@ -242,15 +241,18 @@ static const char *key(const char *fmt, ...)
 /* ---- the Functions, called as the store module will call them ------------- */
 
 #define NARGS(...) (sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *))
-#define ARGS(...) (const char *const[]){__VA_ARGS__}
+#define ARGS(...)                                                                                                      \
+    (const char *const[])                                                                                              \
+    {                                                                                                                  \
+        __VA_ARGS__                                                                                                    \
+    }
 
 /* extra rooms: a NULL-terminated list, or NULL. */
 static long long fn_connect(const char *p, const char *sid, const char *nsp, const char *uid, const char *node,
                             const char *auth, const char *const *rooms)
 {
     const char *keys[5] = {key("%s{sock:%s}", p, sid), key("%s{sock:%s}:rooms", p, sid),
-                           key("%s{user:%s}:sockets", p, uid), key("%s{node:%s}:sockets", p, node),
-                           key("%sevents", p)};
+                           key("%s{user:%s}:sockets", p, uid), key("%s{node:%s}:sockets", p, node), key("%sevents", p)};
     const char *args[32] = {p, sid, nsp, uid, node, "websocket", TS, MAXLEN, auth, "", ""};
     size_t n = 11;
     for (size_t i = 0; rooms != NULL && rooms[i] != NULL; i++) {
@@ -451,10 +453,12 @@ static long long fn_disconnect_keep(const char *sid, const char *reason, const c
 static redisReply *fn_recover(const char *sid, const char *pid, const char *uid, const char *node, const char *offset)
 {
     const char *keys[4] = {key("sb:{sock:%s}", sid), key("sb:{sock:%s}:rooms", sid), "sb:bus", "sb:events"};
-    return fcall("sb_recover", 4, keys, 11, ARGS("sb:", sid, pid, "/", uid, node, "polling", TS2, MAXLEN, offset, "{}"));
+    return fcall("sb_recover", 4, keys, 11,
+                 ARGS("sb:", sid, pid, "/", uid, node, "polling", TS2, MAXLEN, offset, "{}"));
 }
 
-static void assert_recover_refused(const char *sid, const char *pid, const char *uid, const char *offset, const char *why)
+static void assert_recover_refused(const char *sid, const char *pid, const char *uid, const char *offset,
+                                   const char *why)
 {
     redisReply *r = fn_recover(sid, pid, uid, "n2", offset);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -510,8 +514,8 @@ static void test_recovery(void **state)
     ASSERT_SET("sb:{room:/:lobby}", "s1");
     ASSERT_SET("sb:{user:42}:sockets", "s1");
     ASSERT_SET("sb:{node:n2}:sockets", "s1");
-    ASSERT_ENTRY("sb:events", 2, "type", "connect", "namespace", "/", "socket", "s1", "user", "42", "event", "",
-                 "args", "[]", "ack_id", "", "node", "n2", "ts", TS2, "auth", "{}", "recovered", "true");
+    ASSERT_ENTRY("sb:events", 2, "type", "connect", "namespace", "/", "socket", "s1", "user", "42", "event", "", "args",
+                 "[]", "ack_id", "", "node", "n2", "ts", TS2, "auth", "{}", "recovered", "true");
 
     /* The old node's copy (gen 0) is stale: its disconnect writes nothing. */
     assert_int_equal(fn_disconnect_keep("s1", "ping timeout", "60000", "0"), 0);
@@ -526,8 +530,8 @@ static void test_recovery(void **state)
     ASSERT_SET("sb:{node:n3}:sockets", "s1");
     ASSERT_ENTRY("sb:events", 3, "type", "disconnect", "namespace", "/", "socket", "s1", "user", "42", "event", "",
                  "args", "[]", "ack_id", "", "node", "n2", "ts", TS2, "reason", "transport close");
-    ASSERT_ENTRY("sb:events", 4, "type", "connect", "namespace", "/", "socket", "s1", "user", "42", "event", "",
-                 "args", "[]", "ack_id", "", "node", "n3", "ts", TS2, "auth", "{}", "recovered", "true");
+    ASSERT_ENTRY("sb:events", 4, "type", "connect", "namespace", "/", "socket", "s1", "user", "42", "event", "", "args",
+                 "[]", "ack_id", "", "node", "n3", "ts", TS2, "auth", "{}", "recovered", "true");
 
     /* A disconnect without keep_ms forgets everything. */
     assert_int_equal(fn_disconnect_keep("s1", "client namespace disconnect", "0", "2"), 1);
@@ -549,9 +553,9 @@ static void test_recovery(void **state)
     /* The reaper keeps a dead node's sockets for recovery too. */
     assert_int_equal(fn_connect_pid("s3", "8", "n4", "secret3", "5-2"), 1);
     const char *pkeys[1] = {"sb:{node:n4}:sockets"};
-    assert_int_equal(
-        fcall_int("sb_node_sockets_purge", 1, pkeys, 7, ARGS("sb:", "n4", "node lost", TS2, MAXLEN, "100", "60000")),
-        0);
+    assert_int_equal(fcall_int("sb_node_sockets_purge", 1, pkeys, 7,
+                               ARGS("sb:", "n4", "node lost", TS2, MAXLEN, "100", "60000")),
+                     0);
     assert_int_equal(cmd_int("HEXISTS sb:{sock:s3} state"), 1);
     ASSERT_SET("sb:{room:/:lobby}", "s2");
     ASSERT_NO_KEY("sb:{user:8}:sockets");
@@ -643,8 +647,8 @@ static void test_bad_input_writes_nothing(void **state)
               ARGS("sb:", "s1", "", TS, MAXLEN), "ERR sb_disconnect: ARGV[3] (reason)");
     fcall_err("sb_node_sockets_purge", 1, ARGS("sb:{node:n1}:sockets"), 6, ARGS("sb:", "n1", "r", TS, MAXLEN, "0"),
               "ERR sb_node_sockets_purge: ARGV[6] (max_count)");
-    fcall_err("sb_node_sockets_purge", 1, ARGS("sb:{node:n1}:sockets"), 6,
-              ARGS("sb:", "n1", "r", TS, MAXLEN, "10001"), "ERR sb_node_sockets_purge: ARGV[6] (max_count)");
+    fcall_err("sb_node_sockets_purge", 1, ARGS("sb:{node:n1}:sockets"), 6, ARGS("sb:", "n1", "r", TS, MAXLEN, "10001"),
+              "ERR sb_node_sockets_purge: ARGV[6] (max_count)");
     assert_int_equal(cmd_int("DBSIZE"), 0);
 }
 

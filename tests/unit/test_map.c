@@ -214,8 +214,8 @@ static void test_binary_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_set_get_del_replace),  cmocka_unit_test(test_key_is_copied),
-        cmocka_unit_test(test_many_keys_growth),     cmocka_unit_test(test_tombstone_reuse),
+        cmocka_unit_test(test_set_get_del_replace),     cmocka_unit_test(test_key_is_copied),
+        cmocka_unit_test(test_many_keys_growth),        cmocka_unit_test(test_tombstone_reuse),
         cmocka_unit_test(test_iteration_with_deletion), cmocka_unit_test(test_binary_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -156,8 +156,8 @@ static void test_help_and_label_escaping(void **state)
     assert_string_equal(lb.base, "reason=\"a\\\\b \\\"q\\\"\\nz\"");
 
     sb_metrics_t *m = sb_metrics_create();
-    sb_metric_t *c =
-        sb_metrics_series(m, SB_COUNTER, "t_escape_total", "Back\\slash \"quoted\"\nsecond line.", lb.base, NULL, 0);
+    sb_metric_t *c = sb_metrics_series(m, SB_COUNTER, "t_escape_total", "Back\\slash \"quoted\"\nsecond line.", lb.base,
+                                       NULL, 0);
     assert_non_null(c);
     sb_metric_inc(c, 0);
     /* HELP escapes backslash and newline only; label values were escaped above. */
@@ -183,9 +183,17 @@ static void test_number_format(void **state)
         double v;
         const char *text;
     } cases[] = {
-        {0, "0"},           {3, "3"},         {-2, "-2"},        {1e15, "1000000000000000"},
-        {0.1, "0.1"},       {0.0005, "0.0005"}, {2.5, "2.5"},    {1e-9, "1e-09"},
-        {1e20, "1e+20"},    {-0.75, "-0.75"}, {1.0 / 3, "0.3333333333333333"},
+        {0, "0"},
+        {3, "3"},
+        {-2, "-2"},
+        {1e15, "1000000000000000"},
+        {0.1, "0.1"},
+        {0.0005, "0.0005"},
+        {2.5, "2.5"},
+        {1e-9, "1e-09"},
+        {1e20, "1e+20"},
+        {-0.75, "-0.75"},
+        {1.0 / 3, "0.3333333333333333"},
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
         sb_buf_t b;
@@ -241,8 +249,17 @@ static void test_registration_misuse(void **state)
     assert_non_null(sb_metrics_series(m, SB_HISTOGRAM, "t_ok", "Help.", NULL, b, 2));
     /* malformed label text */
     static const char *const bad_labels[] = {
-        "a", "a=1", "a=\"1", "a=\"1\",", "=\"1\"", "1a=\"x\"", "a=\"x\"b=\"y\"", "a=\"\\x\"", "__name__=\"x\"",
-        "a=\"line\nbreak\"", "a=\"x\" ",
+        "a",
+        "a=1",
+        "a=\"1",
+        "a=\"1\",",
+        "=\"1\"",
+        "1a=\"x\"",
+        "a=\"x\"b=\"y\"",
+        "a=\"\\x\"",
+        "__name__=\"x\"",
+        "a=\"line\nbreak\"",
+        "a=\"x\" ",
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(bad_labels); i++)
         assert_null(sb_metrics_series(m, SB_COUNTER, "t_ok_total", "Help.", bad_labels[i], NULL, 0));
@@ -389,8 +406,8 @@ static void test_quantiles(void **state)
     observe_n(h, 2.9, 40); /* all in (2, 3] */
     assert_float_equal(sb_metric_quantile(h, 0.5), 2.5, 1e-12);
     assert_float_equal(sb_metric_quantile(h, 0.25), 2.25, 1e-12);
-    observe_n(h, 0.2, 10);  /* (0, 1] */
-    observe_n(h, 99, 50);   /* +Inf */
+    observe_n(h, 0.2, 10); /* (0, 1] */
+    observe_n(h, 99, 50);  /* +Inf */
     assert_float_equal(sb_metric_quantile(h, 0.05), 0.5, 1e-12);
     assert_float_equal(sb_metric_quantile(h, 0.3), 2.5, 1e-12);
     /* a rank inside +Inf answers the highest finite bound, as histogram_quantile does */
@@ -444,9 +461,12 @@ static void test_process_metrics(void **state)
     const char *t = b.base;
     /* exactly these, in this order, each with HELP and TYPE */
     const char *expect_types[] = {
-        "# TYPE process_cpu_seconds_total counter\n", "# TYPE process_resident_memory_bytes gauge\n",
-        "# TYPE process_virtual_memory_bytes gauge\n", "# TYPE process_open_fds gauge\n",
-        "# TYPE process_max_fds gauge\n",              "# TYPE process_start_time_seconds gauge\n",
+        "# TYPE process_cpu_seconds_total counter\n",
+        "# TYPE process_resident_memory_bytes gauge\n",
+        "# TYPE process_virtual_memory_bytes gauge\n",
+        "# TYPE process_open_fds gauge\n",
+        "# TYPE process_max_fds gauge\n",
+        "# TYPE process_start_time_seconds gauge\n",
     };
     const char *prev = t;
     for (size_t i = 0; i < SB_ARRAY_SIZE(expect_types); i++) {
@@ -525,14 +545,16 @@ static void test_promtool_accepts(void **state)
     for (size_t i = 0; i < 2; i++) {
         char labels[64];
         snprintf(labels, sizeof labels, "transport=\"%s\"", transports[i]);
-        sb_metric_t *g = sb_metrics_series(m, SB_GAUGE, "switchboard_connections", "Open connections.", labels, NULL, 0);
-        sb_metric_t *c =
-            sb_metrics_series(m, SB_COUNTER, "switchboard_connects_total", "Connections accepted.", labels, NULL, 0);
+        sb_metric_t *g = sb_metrics_series(m, SB_GAUGE, "switchboard_connections", "Open connections.", labels, NULL,
+                                           0);
+        sb_metric_t *c = sb_metrics_series(m, SB_COUNTER, "switchboard_connects_total", "Connections accepted.", labels,
+                                           NULL, 0);
         sb_metric_add(g, 0, 3);
         sb_metric_inc(c, 1);
     }
     sb_metric_t *d = sb_metrics_series(m, SB_COUNTER, "switchboard_disconnects_total",
-                                       "Disconnects by reason.\nWith a \\ in the help.", "reason=\"ping timeout\"", NULL, 0);
+                                       "Disconnects by reason.\nWith a \\ in the help.", "reason=\"ping timeout\"",
+                                       NULL, 0);
     sb_metric_inc(d, 0);
     sb_metric_t *h = sb_metrics_series(m, SB_HISTOGRAM, "switchboard_bus_delivery_seconds",
                                        "Bus entry to socket write.", NULL, SB_METRICS_LATENCY_BUCKETS,
@@ -582,18 +604,12 @@ static void test_promtool_accepts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counter_text),
-        cmocka_unit_test(test_gauge_text),
-        cmocka_unit_test(test_histogram_text),
-        cmocka_unit_test(test_help_and_label_escaping),
-        cmocka_unit_test(test_number_format),
-        cmocka_unit_test(test_registration_misuse),
-        cmocka_unit_test(test_null_handles),
-        cmocka_unit_test(test_sharded_threads),
-        cmocka_unit_test(test_quantiles),
-        cmocka_unit_test(test_latency_buckets),
-        cmocka_unit_test(test_process_metrics),
-        cmocka_unit_test(test_promtool_accepts),
+        cmocka_unit_test(test_counter_text),    cmocka_unit_test(test_gauge_text),
+        cmocka_unit_test(test_histogram_text),  cmocka_unit_test(test_help_and_label_escaping),
+        cmocka_unit_test(test_number_format),   cmocka_unit_test(test_registration_misuse),
+        cmocka_unit_test(test_null_handles),    cmocka_unit_test(test_sharded_threads),
+        cmocka_unit_test(test_quantiles),       cmocka_unit_test(test_latency_buckets),
+        cmocka_unit_test(test_process_metrics), cmocka_unit_test(test_promtool_accepts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

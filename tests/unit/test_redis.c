@@ -169,8 +169,21 @@ static pid_t spawn_server_port(const char *dir, const char *port)
     pid_t pid;
     snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
     snprintf(logfile, sizeof(logfile), "%s/redis.log", dir);
-    const char *argv[] = {bin != NULL ? bin : "redis-server", "--port", port, "--bind", "127.0.0.1",
-                          "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir, "--logfile", logfile,
+    const char *argv[] = {bin != NULL ? bin : "redis-server",
+                          "--port",
+                          port,
+                          "--bind",
+                          "127.0.0.1",
+                          "--unixsocket",
+                          sock,
+                          "--save",
+                          "",
+                          "--appendonly",
+                          "no",
+                          "--dir",
+                          dir,
+                          "--logfile",
+                          logfile,
                           NULL};
     assert_int_equal(posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ), 0);
 

@@ -229,7 +229,6 @@ static void test_other_invalid(void **state)
     parse_bad(big);
 }
 
-
 /* User names: percent-escapes in either case, the length limit, bad escapes; unix URLs refuse fragments
  * (found by scripts/coverage.sh). */
 static void test_user_and_fragment_edges(void **state)
@@ -262,12 +261,11 @@ static void test_user_and_fragment_edges(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_host_only),        cmocka_unit_test(test_host_port_db),
-        cmocka_unit_test(test_credentials),      cmocka_unit_test(test_percent_decoding),
-        cmocka_unit_test(test_ipv6),             cmocka_unit_test(test_unix),
-        cmocka_unit_test(test_rediss_refused),   cmocka_unit_test(test_bad_port_and_db),
-        cmocka_unit_test(test_other_invalid),
-        cmocka_unit_test(test_user_and_fragment_edges),
+        cmocka_unit_test(test_host_only),      cmocka_unit_test(test_host_port_db),
+        cmocka_unit_test(test_credentials),    cmocka_unit_test(test_percent_decoding),
+        cmocka_unit_test(test_ipv6),           cmocka_unit_test(test_unix),
+        cmocka_unit_test(test_rediss_refused), cmocka_unit_test(test_bad_port_and_db),
+        cmocka_unit_test(test_other_invalid),  cmocka_unit_test(test_user_and_fragment_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

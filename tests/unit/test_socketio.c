@@ -65,48 +65,118 @@ static void test_malformed(void **state)
     (void)state;
     static const char *const cases[] = {
         /* unknown packet type */
-        "7", "x", "9[\"e\"]", "/chat,", " 2[\"e\"]",
+        "7",
+        "x",
+        "9[\"e\"]",
+        "/chat,",
+        " 2[\"e\"]",
         /* CONNECT_ERROR is server-only */
-        "4", "4{\"message\":\"x\"}",
+        "4",
+        "4{\"message\":\"x\"}",
         /* the namespace ends at the first ',': what follows is not ack id + JSON */
-        "2/a,b,[\"e\"]", "0/a,b,", "0/a,,", "1/a,b,", "2/a,,[\"e\"]", "0/a,b", "3/a,1,[1]",
+        "2/a,b,[\"e\"]",
+        "0/a,b,",
+        "0/a,,",
+        "1/a,b,",
+        "2/a,,[\"e\"]",
+        "0/a,b",
+        "3/a,1,[1]",
         /* non-integer ack ids */
-        "21a[\"e\"]", "2/nsp,x[\"e\"]", "2-1[\"e\"]", "21.5[\"e\"]", "2 1[\"e\"]",
+        "21a[\"e\"]",
+        "2/nsp,x[\"e\"]",
+        "2-1[\"e\"]",
+        "21.5[\"e\"]",
+        "2 1[\"e\"]",
         "21234567890123456[\"e\"]", /* 16 digits */
         "31234567890123456[1]",
         /* ack id on CONNECT / DISCONNECT */
-        "01", "01{}", "0/chat,1{}", "11", "1/chat,1",
+        "01",
+        "01{}",
+        "0/chat,1{}",
+        "11",
+        "1/chat,1",
         /* CONNECT data that is not an object */
-        "0[1]", "0\"s\"", "0null", "0/chat,[]", "0 ",
+        "0[1]",
+        "0\"s\"",
+        "0null",
+        "0/chat,[]",
+        "0 ",
         /* EVENT data that is not a non-empty array whose first item is a string */
-        "2{}", "2[]", "2[1]", "2\"x\"", "2", "2/chat,", "2null", "27", "2[null]", "2[[\"e\"]]", "27[]",
+        "2{}",
+        "2[]",
+        "2[1]",
+        "2\"x\"",
+        "2",
+        "2/chat,",
+        "2null",
+        "27",
+        "2[null]",
+        "2[[\"e\"]]",
+        "27[]",
         /* reserved event names */
-        "2[\"connect\"]", "2[\"connect_error\"]", "2[\"disconnect\"]", "2[\"disconnecting\"]",
-        "2[\"newListener\"]", "2[\"removeListener\"]", "2/chat,3[\"disconnect\",1]",
+        "2[\"connect\"]",
+        "2[\"connect_error\"]",
+        "2[\"disconnect\"]",
+        "2[\"disconnecting\"]",
+        "2[\"newListener\"]",
+        "2[\"removeListener\"]",
+        "2/chat,3[\"disconnect\",1]",
         /* invalid JSON */
-        "2[\"a\"", "2[\"a\"]]", "2[\"a\"] x", "2[\"a\",]", "2['a']", "2[\"a\xff\"]", "0{\"a\":}", "31[1",
+        "2[\"a\"",
+        "2[\"a\"]]",
+        "2[\"a\"] x",
+        "2[\"a\",]",
+        "2['a']",
+        "2[\"a\xff\"]",
+        "0{\"a\":}",
+        "31[1",
         /* attachment count not an integer / missing / too large */
-        "5x-[\"a\",{\"_placeholder\":true,\"num\":0}]", "5-[\"a\",{\"_placeholder\":true,\"num\":0}]",
-        "51[\"a\",{\"_placeholder\":true,\"num\":0}]", "5", "51", "51-", "6", "6-", "5 1-[\"a\"]",
-        "511-[\"a\",{\"_placeholder\":true,\"num\":0}]", "51234567890-[\"a\"]", "5+1-[\"a\"]",
+        "5x-[\"a\",{\"_placeholder\":true,\"num\":0}]",
+        "5-[\"a\",{\"_placeholder\":true,\"num\":0}]",
+        "51[\"a\",{\"_placeholder\":true,\"num\":0}]",
+        "5",
+        "51",
+        "51-",
+        "6",
+        "6-",
+        "5 1-[\"a\"]",
+        "511-[\"a\",{\"_placeholder\":true,\"num\":0}]",
+        "51234567890-[\"a\"]",
+        "5+1-[\"a\"]",
         /* placeholders pointing outside the attachments */
-        "51-[\"a\",{\"_placeholder\":true,\"num\":1}]", "51-[\"a\",{\"_placeholder\":true,\"num\":-1}]",
-        "51-[\"a\",{\"_placeholder\":true,\"num\":1.5}]", "51-[\"a\",{\"_placeholder\":true,\"num\":\"0\"}]",
-        "51-[\"a\",{\"_placeholder\":true,\"num\":0.0}]", "51-[\"a\",{\"_placeholder\":true}]",
+        "51-[\"a\",{\"_placeholder\":true,\"num\":1}]",
+        "51-[\"a\",{\"_placeholder\":true,\"num\":-1}]",
+        "51-[\"a\",{\"_placeholder\":true,\"num\":1.5}]",
+        "51-[\"a\",{\"_placeholder\":true,\"num\":\"0\"}]",
+        "51-[\"a\",{\"_placeholder\":true,\"num\":0.0}]",
+        "51-[\"a\",{\"_placeholder\":true}]",
         "51-[\"a\",{\"_placeholder\":true,\"num\":null}]",
         /* placeholder count does not match the attachment count */
-        "51-[\"a\"]", "52-[\"a\",{\"_placeholder\":true,\"num\":0}]",
+        "51-[\"a\"]",
+        "52-[\"a\",{\"_placeholder\":true,\"num\":0}]",
         "52-[\"a\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]",
         "51-[\"a\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]",
         "50-[\"a\",{\"_placeholder\":true,\"num\":0}]",
         /* binary packets follow the rules of their text twins */
-        "51-[{\"_placeholder\":true,\"num\":0}]", "51-[\"connect\",{\"_placeholder\":true,\"num\":0}]",
-        "51-{\"_placeholder\":true,\"num\":0}", "61-[{\"_placeholder\":true,\"num\":0}]",
+        "51-[{\"_placeholder\":true,\"num\":0}]",
+        "51-[\"connect\",{\"_placeholder\":true,\"num\":0}]",
+        "51-{\"_placeholder\":true,\"num\":0}",
+        "61-[{\"_placeholder\":true,\"num\":0}]",
         "61-1{\"_placeholder\":true,\"num\":0}",
         /* ACK without ack id, ACK data not an array */
-        "3[1]", "3/chat,[1]", "31{}", "31", "31\"x\"", "3/chat,5", "61-{\"_placeholder\":true,\"num\":0}",
+        "3[1]",
+        "3/chat,[1]",
+        "31{}",
+        "31",
+        "31\"x\"",
+        "3/chat,5",
+        "61-{\"_placeholder\":true,\"num\":0}",
         /* DISCONNECT with data */
-        "1{}", "1[]", "1/chat,{}", "1\"bye\"", "1/chat,null",
+        "1{}",
+        "1[]",
+        "1/chat,{}",
+        "1\"bye\"",
+        "1/chat,null",
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++)
         expect_eproto(cases[i], strlen(cases[i]), MAX_ATT);
@@ -448,8 +518,7 @@ static void test_encode_errors(void **state)
     (void)state;
     sb_sio_encoded_t enc;
     static const char *const bad_b64[] = {
-        "[{\"$binary\":\"A\"}]",
-        "[{\"$binary\":\"AQ!D\"}]",
+        "[{\"$binary\":\"A\"}]", "[{\"$binary\":\"AQ!D\"}]",
         "[1,{\"x\":[{\"$binary\":\"AQID\"},{\"$binary\":\"%%%%\"}]}]", /* fails after a good one */
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(bad_b64); i++) {
@@ -584,7 +653,6 @@ static void test_encode_parse_round_trip(void **state)
     sb_sio_encoded_clear(&enc);
     json_decref(args);
 }
-
 
 /* Data deeper than the walk limit cannot be checked for placeholders: refused, not recursed into. */
 static void test_attach_too_deep(void **state)

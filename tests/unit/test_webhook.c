@@ -36,13 +36,33 @@ static void test_glob(void **state)
         const char *pat, *s;
         int want;
     } v[] = {
-        {"*", "", 1},           {"*", "anything", 1},     {"ev*", "ev", 1},        {"ev*", "event", 1},
-        {"ev*", "xev", 0},      {"ev?", "ev", 0},         {"ev?", "ev1", 1},       {"ev?", "ev12", 0},
-        {"chat:*", "chat:", 1}, {"chat:*", "chat", 0},    {"*:msg", "a:b:msg", 1}, {"*:msg", "a:b:msgs", 0},
-        {"a*b*c", "abc", 1},    {"a*b*c", "axxbyyc", 1},  {"a*b*c", "axxbyy", 0},  {"a*b*c", "acb", 0},
-        {"?", "", 0},           {"", "", 1},              {"", "a", 0},            {"**", "x", 1},
-        {"a*", "A", 0},         {"*a*a*a", "aaaaaaa", 1}, {"*a*a*b", "aaaaaaa", 0}, {"x?z", "x?z", 1},
-        {"connect", "connect", 1}, {"connect", "disconnect", 0}, {"*connect", "disconnect", 1},
+        {"*", "", 1},
+        {"*", "anything", 1},
+        {"ev*", "ev", 1},
+        {"ev*", "event", 1},
+        {"ev*", "xev", 0},
+        {"ev?", "ev", 0},
+        {"ev?", "ev1", 1},
+        {"ev?", "ev12", 0},
+        {"chat:*", "chat:", 1},
+        {"chat:*", "chat", 0},
+        {"*:msg", "a:b:msg", 1},
+        {"*:msg", "a:b:msgs", 0},
+        {"a*b*c", "abc", 1},
+        {"a*b*c", "axxbyyc", 1},
+        {"a*b*c", "axxbyy", 0},
+        {"a*b*c", "acb", 0},
+        {"?", "", 0},
+        {"", "", 1},
+        {"", "a", 0},
+        {"**", "x", 1},
+        {"a*", "A", 0},
+        {"*a*a*a", "aaaaaaa", 1},
+        {"*a*a*b", "aaaaaaa", 0},
+        {"x?z", "x?z", 1},
+        {"connect", "connect", 1},
+        {"connect", "disconnect", 0},
+        {"*connect", "disconnect", 1},
     };
     for (size_t i = 0; i < SB_ARRAY_SIZE(v); i++) {
         if (sb_webhooks_glob(v[i].pat, v[i].s) != v[i].want)
@@ -170,10 +190,9 @@ static void test_parse_url(void **state)
     assert_int_equal(u.port, 80);
     sb_webhooks_url_free(&u);
 
-    static const char *bad[] = {"ftp://h/",        "http://",       "http:///x",        "http://:80/",
-                                "http://h:0/",     "http://h:65536", "http://h:8a/",     "http://u@h/",
-                                "http://h/a b",    "http://h/\r\n",  "http://[::1/",     "http://[::1]x/",
-                                "http://h:/",      "HTTP://h/"};
+    static const char *bad[] = {"ftp://h/",       "http://",        "http:///x",   "http://:80/",  "http://h:0/",
+                                "http://h:65536", "http://h:8a/",   "http://u@h/", "http://h/a b", "http://h/\r\n",
+                                "http://[::1/",   "http://[::1]x/", "http://h:/",  "HTTP://h/"};
     for (size_t i = 0; i < SB_ARRAY_SIZE(bad); i++) {
         if (sb_webhooks_parse_url(bad[i], &u) != SB_EINVAL)
             fail_msg("accepted %s", bad[i]);
@@ -186,9 +205,9 @@ typedef struct reply {
     int status;
     const char *body;
     int delay_ms;
-    int hang;    /* never answer: wait for the client to go away */
-    int close;   /* answer with Connection: close */
-    size_t big;  /* answer with this many bytes of body instead */
+    int hang;   /* never answer: wait for the client to go away */
+    int close;  /* answer with Connection: close */
+    size_t big; /* answer with this many bytes of body instead */
 } reply_t;
 
 typedef struct reqrec {

@@ -138,14 +138,14 @@ static void test_utf8(void **state)
 #define V(s) sb_ws_utf8_valid((s), sizeof(s) - 1)
     assert_true(V(""));
     assert_true(V("hello, world — plain ASCII run longer than eight bytes"));
-    assert_true(V("\xc2\x80"));             /* U+0080 */
-    assert_true(V("\xdf\xbf"));             /* U+07FF */
-    assert_true(V("\xe0\xa0\x80"));         /* U+0800 */
-    assert_true(V("\xed\x9f\xbf"));         /* U+D7FF */
-    assert_true(V("\xee\x80\x80"));         /* U+E000 */
-    assert_true(V("\xef\xbf\xbf"));         /* U+FFFF */
-    assert_true(V("\xf0\x90\x80\x80"));     /* U+10000 */
-    assert_true(V("\xf4\x8f\xbf\xbf"));     /* U+10FFFF */
+    assert_true(V("\xc2\x80"));         /* U+0080 */
+    assert_true(V("\xdf\xbf"));         /* U+07FF */
+    assert_true(V("\xe0\xa0\x80"));     /* U+0800 */
+    assert_true(V("\xed\x9f\xbf"));     /* U+D7FF */
+    assert_true(V("\xee\x80\x80"));     /* U+E000 */
+    assert_true(V("\xef\xbf\xbf"));     /* U+FFFF */
+    assert_true(V("\xf0\x90\x80\x80")); /* U+10000 */
+    assert_true(V("\xf4\x8f\xbf\xbf")); /* U+10FFFF */
     assert_true(V("κόσμε — 日本語 — 😀 ok"));
     assert_true(V("abcdefg\xc3\xa9hijklmnop")); /* multibyte inside the 8-byte fast path */
     /* overlongs */
@@ -349,7 +349,6 @@ static void conn_free(conn_t *c)
     free(c->last);
     free(c);
 }
-
 
 #define RUN_UNTIL(e, cond)                                                                                             \
     do {                                                                                                               \
@@ -661,8 +660,11 @@ static void test_peer_close(void **state)
     env_t *e = *state;
     conn_t *c = conn_open(e, 1 << 20, 1 << 20);
     send_frame(c, 1, 1, "before", 6);
-    send_frame(c, 1, 8, "\x0f\xa0" "bye", 5); /* 4000 */
-    send_frame(c, 1, 1, "after", 5);          /* ignored: the peer closed */
+    send_frame(c, 1, 8,
+               "\x0f\xa0"
+               "bye",
+               5);                   /* 4000 */
+    send_frame(c, 1, 1, "after", 5); /* ignored: the peer closed */
     expect_frame(e, c, 1, "before", 6);
     expect_close(e, c, 4000);
     expect_eof(e, c);
@@ -699,12 +701,12 @@ static void test_protocol_errors(void **state)
 {
     env_t *e = *state;
     uint8_t b[64];
-    check_protocol_error(e, LIT("\x81\x05hello"), 1002);                  /* unmasked */
-    check_protocol_error(e, LIT("\xc1\x80\x00\x00\x00\x00"), 1002);       /* RSV1 */
-    check_protocol_error(e, LIT("\x83\x80\x00\x00\x00\x00"), 1002);       /* opcode 3 */
-    check_protocol_error(e, LIT("\x09\x80\x00\x00\x00\x00"), 1002);       /* fragmented ping */
+    check_protocol_error(e, LIT("\x81\x05hello"), 1002);                    /* unmasked */
+    check_protocol_error(e, LIT("\xc1\x80\x00\x00\x00\x00"), 1002);         /* RSV1 */
+    check_protocol_error(e, LIT("\x83\x80\x00\x00\x00\x00"), 1002);         /* opcode 3 */
+    check_protocol_error(e, LIT("\x09\x80\x00\x00\x00\x00"), 1002);         /* fragmented ping */
     check_protocol_error(e, LIT("\x81\xfe\x00\x05\x00\x00\x00\x00"), 1002); /* non-minimal */
-    size_t n = client_frame(b, 1, 0, "x", 1);                              /* continuation without start */
+    size_t n = client_frame(b, 1, 0, "x", 1);                               /* continuation without start */
     check_protocol_error(e, b, n, 1002);
     n = client_frame(b, 0, 1, "a", 1); /* new message inside a fragmented one */
     n += client_frame(b + n, 1, 1, "b", 1);
