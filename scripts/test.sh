@@ -4,8 +4,13 @@
 # redis-server, real socket.io-client from npm), through ctest.
 #   scripts/test.sh               normal build in build/
 #   scripts/test.sh --sanitize    ASan + UBSan build in build-asan/
+#   scripts/test.sh --coverage    gcov build in build-cov/: every test, then the coverage report and its floor
+#                                 (scripts/coverage.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ "${1:-}" == "--coverage" ]]; then
+    exec scripts/coverage.sh
+fi
 scripts/install-deps.sh --test
 
 dir=build
