@@ -102,6 +102,7 @@ static void apply_entry(sb_worker_t *w, const redisReply *entry)
                          msg->len,
                          inbox != NULL ? inbox->str : NULL,
                          inbox != NULL ? inbox->len : 0};
+    sb_session_backlog_push(w, &be);
     sb_bus_apply(w, &be);
 }
 

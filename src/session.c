@@ -81,9 +81,14 @@ typedef struct recovery {
     char secret[PID_SECRET_LEN + 1]; /* the pid's secret half; "" when recovery is off */
     char offset[48];                 /* CONNECT answer's offset: replay starts after it when the client has none */
     int inflight;                    /* sb_recover is in flight: the socket's Redis state is not ours yet */
-    /* replay: bus entries after `cursor` go to this socket alone, up to this worker's bus position; live entries
-     * skip it meanwhile (the next round fetches them), so it gets each exactly once, in order. */
+    /* replay: the bus entries in (cursor, upto] are fetched from Redis (upto: this worker's bus position when the
+     * replay began, fixed, so the fetching ends) and applied to this socket alone; live entries skip it meanwhile
+     * and wait in the worker's backlog (from backlog sequence `from` on), applied to it when the fetching is done.
+     * So it gets each entry exactly once, in order, whatever the bus rate. */
     int replaying;
+    uint64_t from;  /* backlog sequence number of the first live entry it skipped */
+    uint64_t epoch; /* the backlog's epoch when it began: a backlog that overflowed since lost entries for it */
+    h2o_linklist_t replay_link; /* in the backlog's list of replaying sockets */
     int fresh;             /* a new socket catching up with what came for it while it connected (not a recovered one) */
     char close_reason[48]; /* a close while sb_recover was in flight, carried out when it answers */
     char cursor[48];
@@ -426,12 +431,144 @@ static int keeps_state(const char *reason)
     return 0;
 }
 
+/* ---- the worker's backlog of live bus entries, kept while some socket replays ---------------------------------- */
+
+/* Bounds of the backlog: past either, it is dropped and the sockets that needed it are closed (their clients come
+ * back and recover again) rather than the process growing. */
+#define BACKLOG_MAX_BYTES ((size_t)64 << 20)
+#define BACKLOG_MAX_ENTRIES ((size_t)200000)
+
+typedef struct backlog_entry {
+    char id[48];
+    char *op, *msg, *inbox; /* one allocation: op, msg and inbox back to back, NUL-terminated each */
+    size_t oplen, msglen, inboxlen;
+} backlog_entry_t;
+
+typedef struct backlog {
+    backlog_entry_t *items;
+    size_t len, cap, bytes;
+    uint64_t base;            /* sequence number of items[0] */
+    uint64_t epoch;           /* bumped when the backlog overflows */
+    h2o_linklist_t replaying; /* recovery_t.replay_link */
+    size_t nreplaying;
+} backlog_t;
+
+static backlog_t *backlog_of(sb_worker_t *w)
+{
+    return w->backlog;
+}
+
+static void backlog_drop(backlog_t *bl, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bl->bytes -= bl->items[i].oplen + bl->items[i].msglen + bl->items[i].inboxlen;
+        free(bl->items[i].op);
+    }
+    memmove(bl->items, bl->items + n, (bl->len - n) * sizeof(*bl->items));
+    bl->len -= n;
+    bl->base += n;
+}
+
+/* Entries no replaying socket needs any more go. */
+static void backlog_trim(backlog_t *bl)
+{
+    uint64_t min = bl->base + bl->len;
+    for (h2o_linklist_t *l = bl->replaying.next; l != &bl->replaying; l = l->next) {
+        recovery_t *r = H2O_STRUCT_FROM_MEMBER(recovery_t, replay_link, l);
+        if (r->epoch == bl->epoch && r->from < min)
+            min = r->from;
+    }
+    if (min > bl->base)
+        backlog_drop(bl, (size_t)(min - bl->base));
+}
+
+void sb_session_backlog_push(sb_worker_t *w, const sb_bus_entry_t *e)
+{
+    backlog_t *bl = backlog_of(w);
+    if (bl == NULL || bl->nreplaying == 0 || e->op == NULL || e->msg == NULL || e->idlen >= sizeof(bl->items->id))
+        return;
+    size_t size = e->oplen + e->msglen + e->inboxlen;
+    if (bl->len >= BACKLOG_MAX_ENTRIES || bl->bytes + size > BACKLOG_MAX_BYTES) {
+        /* Every socket replaying now misses entries: they close when their fetching ends (replay_finish). */
+        sb_log(SB_LOG_WARN, "replay backlog full: the sockets catching up will reconnect", NULL);
+        backlog_drop(bl, bl->len);
+        bl->epoch++;
+        return;
+    }
+    if (bl->len == bl->cap) {
+        size_t ncap = bl->cap ? bl->cap * 2 : 64;
+        backlog_entry_t *n = realloc(bl->items, ncap * sizeof(*n));
+        if (n == NULL) {
+            backlog_drop(bl, bl->len);
+            bl->epoch++;
+            return;
+        }
+        bl->items = n;
+        bl->cap = ncap;
+    }
+    backlog_entry_t *b = &bl->items[bl->len];
+    char *mem = malloc(size + 3);
+    if (mem == NULL) {
+        backlog_drop(bl, bl->len);
+        bl->epoch++;
+        return;
+    }
+    memcpy(b->id, e->id, e->idlen);
+    b->id[e->idlen] = '\0';
+    b->op = mem;
+    memcpy(b->op, e->op, e->oplen);
+    b->op[e->oplen] = '\0';
+    b->msg = b->op + e->oplen + 1;
+    memcpy(b->msg, e->msg, e->msglen);
+    b->msg[e->msglen] = '\0';
+    b->inbox = e->inbox != NULL ? b->msg + e->msglen + 1 : NULL;
+    if (e->inbox != NULL) {
+        memcpy(b->inbox, e->inbox, e->inboxlen);
+        b->inbox[e->inboxlen] = '\0';
+    }
+    b->oplen = e->oplen;
+    b->msglen = e->msglen;
+    b->inboxlen = e->inbox != NULL ? e->inboxlen : 0;
+    bl->bytes += size;
+    bl->len++;
+}
+
+static void replay_timer_cb(h2o_timeout_entry_t *e);
+
+/* The socket starts replaying after `cursor` (a bus id; the worker's position for a new socket). */
+static void replay_begin(sb_socket_t *s, const char *cursor)
+{
+    sb_worker_t *w = s->w;
+    backlog_t *bl = backlog_of(w);
+    recovery_t *rec = s->rec;
+    snprintf(rec->cursor, sizeof(rec->cursor), "%s", cursor);
+    memcpy(rec->upto, w->bus_last_id, sizeof(rec->upto));
+    rec->from = bl->base + bl->len;
+    rec->epoch = bl->epoch;
+    rec->replaying = 1;
+    rec->sock = s;
+    rec->timer.cb = replay_timer_cb;
+    rec->deadline = sb_now_ms() + REPLAY_MAX_WAIT_MS;
+    h2o_linklist_insert(&bl->replaying, &rec->replay_link);
+    bl->nreplaying++;
+}
+
 static void rec_stop_replay(sb_socket_t *s)
 {
-    if (s->rec != NULL && h2o_timeout_is_linked(&s->rec->timer))
+    if (s->rec == NULL)
+        return;
+    if (h2o_timeout_is_linked(&s->rec->timer))
         h2o_timeout_unlink(&s->rec->timer);
-    if (s->rec != NULL)
+    if (s->rec->replaying) {
+        backlog_t *bl = backlog_of(s->w);
         s->rec->replaying = 0;
+        h2o_linklist_unlink(&s->rec->replay_link);
+        bl->nreplaying--;
+        if (bl->nreplaying == 0)
+            backlog_drop(bl, bl->len);
+        else
+            backlog_trim(bl);
+    }
 }
 
 /* Removes the socket locally and from Redis. */
@@ -601,7 +738,7 @@ static void connect_done(sb_worker_t *w, int status, long long retry_ms, void *d
             connected(s);
             if (s->state == SOCK_CONNECTED && s->rec != NULL && s->rec->replaying) {
                 s->rec->deadline = sb_now_ms() + REPLAY_MAX_WAIT_MS;
-                replay_step(s); /* usually nothing came meanwhile: done at once, without a round trip */
+                replay_step(s); /* nothing to fetch: the backlog's entries for it, at once */
             } else if (s->rec != NULL && !s->rec->replaying) {
                 free(s->rec); /* the pid went out: nothing more to keep per connection */
                 s->rec = NULL;
@@ -754,26 +891,54 @@ static void replayed(sb_worker_t *w, const redisReply *reply, void *data)
     sock_unref(s);
 }
 
-/* Replays (cursor, this worker's bus position]; done once the cursor is that position, from when on the socket
- * gets live entries. A client's offset ahead of this worker's reader (it received them through another node) waits
- * for the reader, a bounded time. */
+/* The fetching is done: the live entries the backlog kept for it (after its cursor) follow, then live ones. A
+ * client's offset ahead of this worker's reader (it got entries through another node) waits for the reader, a
+ * bounded time, so that nothing it has is sent again. */
+static void replay_finish(sb_socket_t *s)
+{
+    sb_worker_t *w = s->w;
+    recovery_t *rec = s->rec;
+    backlog_t *bl = backlog_of(w);
+    if (rec->epoch != bl->epoch) {
+        sb_log(SB_LOG_WARN, "replay backlog overflowed, closing the connection to recover again", "socket", s->id,
+               NULL);
+        if (s->sc != NULL && s->sc->eio != NULL)
+            sb_eio_close(s->sc->eio, "transport error");
+        return;
+    }
+    if (stream_id_cmp(rec->cursor, w->bus_last_id) > 0) {
+        if (sb_now_ms() < rec->deadline) {
+            h2o_timeout_link(w->ctx.loop, &w->replay_to, &rec->timer);
+            return;
+        }
+        sb_log(SB_LOG_WARN, "recovery replay: the bus reader did not reach the client's offset in time", "socket",
+               s->id, NULL);
+    }
+    /* Synchronous from here: no live entry can come in between. */
+    for (uint64_t k = rec->from; s->state == SOCK_CONNECTED && s->rec != NULL && k < bl->base + bl->len; k++) {
+        backlog_entry_t *b = &bl->items[k - bl->base];
+        if (stream_id_cmp(b->id, s->rec->cursor) <= 0)
+            continue;
+        sb_bus_entry_t be = {b->id, strlen(b->id), b->op, b->oplen, b->msg, b->msglen, b->inbox, b->inboxlen};
+        snprintf(s->rec->cursor, sizeof(s->rec->cursor), "%s", b->id);
+        w->replay_sock = s;
+        sb_metric_inc(SB_M(w)->replayed, w->idx);
+        sb_bus_apply(w, &be);
+        w->replay_sock = NULL;
+    }
+    if (s->rec != NULL)
+        replay_done(s);
+}
+
+/* Fetches (cursor, upto] from the bus in pages, then finishes. */
 static void replay_step(sb_socket_t *s)
 {
     sb_worker_t *w = s->w;
     recovery_t *rec = s->rec;
-    int c = stream_id_cmp(rec->cursor, w->bus_last_id);
-    if (c == 0 || (c > 0 && sb_now_ms() >= rec->deadline)) {
-        if (c > 0)
-            sb_log(SB_LOG_WARN, "recovery replay: the bus reader did not reach the client's offset in time", "socket",
-                   s->id, NULL);
-        replay_done(s);
+    if (stream_id_cmp(rec->cursor, rec->upto) >= 0) {
+        replay_finish(s);
         return;
     }
-    if (c > 0) {
-        h2o_timeout_link(w->ctx.loop, &w->replay_to, &rec->timer);
-        return;
-    }
-    memcpy(rec->upto, w->bus_last_id, sizeof(rec->upto));
     s->refs++;
     if (sb_store_bus_range(w, rec->cursor, rec->upto, REPLAY_BATCH, replayed, s) != 0) {
         s->refs--;
@@ -851,13 +1016,11 @@ static void recovered_cb(sb_worker_t *w, const redisReply *reply, void *data)
             s->user = u;
         }
     }
-    memcpy(rec->cursor, reply->element[2]->str, reply->element[2]->len);
-    rec->cursor[reply->element[2]->len] = '\0';
-    memcpy(rec->offset, rec->cursor, sizeof(rec->offset));
-    rec->replaying = 1; /* before joining the index: live entries skip it, the replay brings them */
-    rec->sock = s;
-    rec->timer.cb = replay_timer_cb;
-    rec->deadline = sb_now_ms() + REPLAY_MAX_WAIT_MS;
+    char offset[48];
+    memcpy(offset, reply->element[2]->str, reply->element[2]->len);
+    offset[reply->element[2]->len] = '\0';
+    memcpy(rec->offset, offset, sizeof(rec->offset));
+    replay_begin(s, offset); /* before joining the index: live entries skip it, the replay brings them */
     int bad = local_join(s, "", 0) < 0 || local_join(s, s->id, SB_SID_LEN) < 0;
     for (size_t i = 4; !bad && i < reply->elements; i++)
         if (reply->element[i]->type == REDIS_REPLY_STRING)
@@ -1384,11 +1547,8 @@ static void register_new(sb_socket_t *s, char *auth)
      * a join or emit they send right away is for this socket. Live entries skip it until the CONNECT answer went
      * out; then the replay from the bus position of this moment brings them, in order. */
     snprintf(s->rec->offset, sizeof(s->rec->offset), "%s", w->bus_last_id);
-    memcpy(s->rec->cursor, s->rec->offset, sizeof(s->rec->cursor));
-    s->rec->replaying = 1;
     s->rec->fresh = 1;
-    s->rec->sock = s;
-    s->rec->timer.cb = replay_timer_cb;
+    replay_begin(s, s->rec->offset); /* nothing to fetch: what comes meanwhile waits in the backlog */
     char room[8 + 512];
     int n = snprintf(room, sizeof(room), "user:%s", s->user);
     int bad = local_join(s, "", 0) < 0 || local_join(s, s->id, SB_SID_LEN) < 0 ||
@@ -2201,10 +2361,11 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
     json_t *reply_to = json_object_get(msg, "reply_to"), *request_id = json_object_get(msg, "request_id");
     int is_volatile = json_is_true(json_object_get(msg, "volatile"));
     int with_ack = reply_to != NULL && !json_is_null(reply_to);
-    /* Broadcasts are what a recovering socket gets back; volatile emits, emits waiting for an answer (their
-     * requester has timed out) and durable ones (their user's inbox replays them) are not. */
+    /* Broadcasts are what a recovering socket gets back; volatile emits and emits waiting for an answer (their
+     * requester has timed out) are not. Durable entries never come through a replay: the inbox read every socket
+     * makes once it is connected brings them, in inbox order (the inbox entry is written before its bus entry). */
     sb_socket_t *rs = w->replay_sock;
-    if (rs != NULL && !rs->rec->fresh && (is_volatile || with_ack || (e != NULL && e->inbox != NULL)))
+    if (rs != NULL && ((e != NULL && e->inbox != NULL) || (!rs->rec->fresh && (is_volatile || with_ack))))
         return 0;
     if (e != NULL && e->inbox != NULL) /* a durable emit: per-socket ack ids, never a recovery offset */
         return durable_apply(w, msg, nsp, json_string_value(event), args, e, why);
@@ -2447,12 +2608,26 @@ void sb_session_worker_init(sb_worker_t *w)
     h2o_timeout_init(w->ctx.loop, &w->ack_to, w->cfg->ack_timeout_ms);
     h2o_timeout_init(w->ctx.loop, &w->server_ack_to, SB_SERVER_ACK_MAX_MS + 1000);
     h2o_timeout_init(w->ctx.loop, &w->replay_to, REPLAY_RETRY_MS);
+    backlog_t *bl = calloc(1, sizeof(*bl));
+    if (bl == NULL) {
+        fputs("switchboard: out of memory at start-up\n", stderr);
+        abort();
+    }
+    h2o_linklist_init_anchor(&bl->replaying);
+    w->backlog = bl;
 }
 
 void sb_session_worker_free(sb_worker_t *w)
 {
     sb_map_free(&w->rooms);
     sb_map_free(&w->sockets);
+    backlog_t *bl = backlog_of(w);
+    if (bl != NULL) {
+        backlog_drop(bl, bl->len);
+        free(bl->items);
+        free(bl);
+        w->backlog = NULL;
+    }
 }
 
 /* ---- durable emits (CONTRACT §6) ----------------------------------------------------------------------------------

@@ -135,6 +135,7 @@ struct sb_worker {
     uint64_t emit_seq; /* dedupe marker for fan-out */
     /* connection state recovery: while a replayed bus entry is applied, it reaches this socket only (session.c) */
     void *replay_sock;
+    void *backlog;              /* live bus entries kept while sockets of this worker replay (session.c) */
     h2o_timeout_t replay_to;    /* a replay waiting for this worker's bus reader to catch up with the client's offset */
     long conns_by_transport[2]; /* open Engine.IO connections: polling, websocket */
 

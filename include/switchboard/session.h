@@ -24,6 +24,9 @@ void sb_session_on_close(sb_eio_conn_t *c, const char *reason);
 
 /* Bus operations applied to this worker's own sockets. `msg` is the parsed
  * JSON of the bus entry. Return 0, or SB_EINVAL with *why for a malformed msg. */
+/* Called by the bus reader for every live entry before it is applied: kept while a socket of this worker replays
+ * (connection state recovery, a new socket's registration), which gets it when its replay ends. */
+void sb_session_backlog_push(sb_worker_t *w, const sb_bus_entry_t *e);
 int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, const char **why);
 int sb_session_apply_join(sb_worker_t *w, json_t *msg, int join, const char **why);
 int sb_session_apply_disconnect(sb_worker_t *w, json_t *msg, const char **why);
