@@ -464,7 +464,8 @@ static void backlog_drop(backlog_t *bl, size_t n)
         bl->bytes -= bl->items[i].oplen + bl->items[i].msglen + bl->items[i].inboxlen;
         free(bl->items[i].op);
     }
-    memmove(bl->items, bl->items + n, (bl->len - n) * sizeof(*bl->items));
+    if (n > 0 && n < bl->len)
+        memmove(bl->items, bl->items + n, (bl->len - n) * sizeof(*bl->items));
     bl->len -= n;
     bl->base += n;
 }
