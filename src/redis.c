@@ -247,8 +247,8 @@ static char *put_header(char *p, char type, uint64_t n)
 }
 
 /* The command as a RESP array of bulk strings (what redisFormatCommandArgv
- * makes), in r->fmt or, beyond FMT_KEEP_BYTES, in a buffer the caller frees
- * (*owned). NULL when out of memory. */
+ * makes), NUL-terminated, in r->fmt or, beyond FMT_KEEP_BYTES, in a buffer the
+ * caller frees (*owned). NULL when out of memory. */
 static char *format_command(sb_redis_t *r, int argc, const char **argv, const size_t *argvlen, size_t *outlen,
                             char **owned)
 {
@@ -259,6 +259,7 @@ static char *format_command(sb_redis_t *r, int argc, const char **argv, const si
     }
     char *buf;
     *owned = NULL;
+    total++; /* a NUL after the command: hiredis's redisAsyncFormattedCommand scans it with strchr */
     if (total <= r->fmt_cap) {
         buf = r->fmt;
     } else if (total <= FMT_KEEP_BYTES) {
@@ -283,6 +284,7 @@ static char *format_command(sb_redis_t *r, int argc, const char **argv, const si
         *p++ = '\r';
         *p++ = '\n';
     }
+    *p = '\0';
     *outlen = (size_t)(p - buf);
     return buf;
 }
