@@ -629,6 +629,12 @@ static int xadd_bus(api_call_t *c, size_t idx, const char *op, json_t *msg)
     return rv;
 }
 
+/* The reason a Redis call failed, for a 503's message. */
+static const char *failure_text(const redisReply *reply, const char *err)
+{
+    return reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str : err != NULL ? err : "redis error";
+}
+
 /* Why a write failed, for the 503's message. Without any reply (the connection dropped or timed out after the command
  * was sent) the outcome is unknown: Redis may have applied it, so the message says so — a 503 is not a promise
  * that nothing happened, only a 202 is a promise that it did. */
@@ -715,12 +721,7 @@ static void on_socket_emitted(api_call_t *c, redisReply *reply, const char *err,
     (void)idx;
     if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
         waiting_remove(c);
-        call_answer(c, 503,
-                    error_body("unavailable",
-                               reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
-                               : err != NULL                                     ? err
-                                                                                 : "redis error",
-                               NULL));
+        call_answer(c, 503, error_body("unavailable", failure_text(reply, err), NULL));
     }
     /* else: the answer comes through the reply stream, or the sweep gives 504 */
 }
@@ -789,12 +790,7 @@ static int query_failed(api_call_t *c, redisReply *reply, const char *err)
 {
     if (reply != NULL && reply->type == REDIS_REPLY_ARRAY)
         return 0;
-    call_answer(c, 503,
-                error_body("unavailable",
-                           reply != NULL && reply->type == REDIS_REPLY_ERROR ? reply->str
-                           : err != NULL                                     ? err
-                                                                             : "redis error",
-                           NULL));
+    call_answer(c, 503, error_body("unavailable", failure_text(reply, err), NULL));
     return 1;
 }
 

@@ -65,6 +65,7 @@ typedef struct call {
     double started; /* for switchboard_redis_command_seconds */
     sb_store_cb cb;
     sb_store_limited_cb lcb;
+    sb_store_reply_cb rcb;
     void *data;
     const char *what;
 } call_t;
@@ -119,39 +120,35 @@ static void on_limited_reply(sb_redis_t *r, redisReply *reply, const char *err, 
     free(c);
 }
 
-static int call_limited(sb_worker_t *w, const char *what, sb_store_limited_cb cb, void *data, int argc,
-                        const char **argv, const size_t *lens)
+/* One pipelined command on the worker's command connection; `on` gets the reply and calls the one callback set. */
+static int send_call(sb_worker_t *w, const char *what, sb_redis_cb on, const call_t *proto, int argc, const char **argv,
+                     const size_t *lens)
 {
     call_t *c = malloc(sizeof(*c));
     if (c == NULL)
         return SB_ENOMEM;
+    *c = *proto;
     c->w = w;
     c->started = sb_seconds();
-    c->cb = NULL;
-    c->lcb = cb;
-    c->data = data;
     c->what = what;
-    int rv = sb_redis_commandargv(w->cmd, on_limited_reply, c, 0, argc, argv, lens);
+    int rv = sb_redis_commandargv(w->cmd, on, c, 0, argc, argv, lens);
     if (rv != 0)
         free(c);
     return rv;
 }
 
+static int call_limited(sb_worker_t *w, const char *what, sb_store_limited_cb cb, void *data, int argc,
+                        const char **argv, const size_t *lens)
+{
+    call_t proto = {.lcb = cb, .data = data};
+    return send_call(w, what, on_limited_reply, &proto, argc, argv, lens);
+}
+
 static int call(sb_worker_t *w, const char *what, sb_store_cb cb, void *data, int argc, const char **argv,
                 const size_t *lens)
 {
-    call_t *c = malloc(sizeof(*c));
-    if (c == NULL)
-        return SB_ENOMEM;
-    c->w = w;
-    c->started = sb_seconds();
-    c->cb = cb;
-    c->data = data;
-    c->what = what;
-    int rv = sb_redis_commandargv(w->cmd, on_reply, c, 0, argc, argv, lens);
-    if (rv != 0)
-        free(c);
-    return rv;
+    call_t proto = {.cb = cb, .data = data};
+    return send_call(w, what, on_reply, &proto, argc, argv, lens);
 }
 
 typedef struct argv_builder {
@@ -272,20 +269,11 @@ int sb_store_disconnect(sb_worker_t *w, const char *sid, const char *reason, uin
     return call(w, "sb_disconnect", cb, data, b.argc, b.argv, b.lens);
 }
 
-typedef struct reply_call {
-    sb_worker_t *w;
-    double started;
-    sb_store_reply_cb cb;
-    void *data;
-    const char *what;
-} reply_call_t;
-
 static void on_raw_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
-    reply_call_t *c = data;
-    call_t obs = {.w = c->w, .started = c->started};
-    observe(&obs, reply);
+    call_t *c = data;
+    observe(c, reply);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
                reply != NULL ? reply->str
@@ -294,25 +282,15 @@ static void on_raw_reply(sb_redis_t *r, redisReply *reply, const char *err, void
                NULL);
         reply = NULL;
     }
-    c->cb(c->w, reply, c->data);
+    c->rcb(c->w, reply, c->data);
     free(c);
 }
 
 static int call_raw(sb_worker_t *w, const char *what, sb_store_reply_cb cb, void *data, int argc, const char **argv,
                     const size_t *lens)
 {
-    reply_call_t *c = malloc(sizeof(*c));
-    if (c == NULL)
-        return SB_ENOMEM;
-    c->w = w;
-    c->started = sb_seconds();
-    c->cb = cb;
-    c->data = data;
-    c->what = what;
-    int rv = sb_redis_commandargv(w->cmd, on_raw_reply, c, 0, argc, argv, lens);
-    if (rv != 0)
-        free(c);
-    return rv;
+    call_t proto = {.rcb = cb, .data = data};
+    return send_call(w, what, on_raw_reply, &proto, argc, argv, lens);
 }
 
 int sb_store_recover(sb_worker_t *w, const char *sid, const char *pid, const char *nsp, const char *user,
