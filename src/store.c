@@ -77,6 +77,15 @@ static void observe(const call_t *c, const redisReply *reply)
         sb_metric_inc(SB_M(c->w)->redis_errors, c->w->idx);
 }
 
+static void log_failure(const call_t *c, const redisReply *reply, const char *err)
+{
+    sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
+           reply != NULL ? reply->str
+           : err != NULL ? err
+                         : "unknown",
+           NULL);
+}
+
 static void on_reply(sb_redis_t *r, redisReply *reply, const char *err, void *data)
 {
     (void)r;
@@ -85,11 +94,7 @@ static void on_reply(sb_redis_t *r, redisReply *reply, const char *err, void *da
     observe(c, reply);
     long long value = reply != NULL && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
     if (!ok)
-        sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
-               reply != NULL ? reply->str
-               : err != NULL ? err
-                             : "unknown",
-               NULL);
+        log_failure(c, reply, err);
     if (c->cb != NULL)
         c->cb(c->w, ok, value, c->data);
     free(c);
@@ -105,11 +110,7 @@ static void on_limited_reply(sb_redis_t *r, redisReply *reply, const char *err, 
     long long retry = 0;
     observe(c, reply);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
-               reply != NULL ? reply->str
-               : err != NULL ? err
-                             : "unknown",
-               NULL);
+        log_failure(c, reply, err);
         status = SB_EIO;
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer <= 0) {
@@ -275,11 +276,7 @@ static void on_raw_reply(sb_redis_t *r, redisReply *reply, const char *err, void
     call_t *c = data;
     observe(c, reply);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        sb_log(SB_LOG_WARN, "redis call failed", "call", c->what, "error",
-               reply != NULL ? reply->str
-               : err != NULL ? err
-                             : "unknown",
-               NULL);
+        log_failure(c, reply, err);
         reply = NULL;
     }
     c->rcb(c->w, reply, c->data);

@@ -5,11 +5,10 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-import { stopChild } from './harness.mjs';
+import { redisPing, stopChild } from './harness.mjs';
 import { freePort, waitUntil } from './util.mjs';
 
 const REDIS_READY_TIMEOUT_MS = 10000;
@@ -25,23 +24,6 @@ process.on('exit', () => {
     }
 });
 
-function redisPing(port) {
-    return new Promise((resolve) => {
-        const s = net.connect({ host: '127.0.0.1', port });
-        let buf = '';
-        const done = (ok) => {
-            s.destroy();
-            resolve(ok);
-        };
-        s.setTimeout(500, () => done(false));
-        s.on('error', () => done(false));
-        s.on('connect', () => s.write('PING\r\n'));
-        s.on('data', (d) => {
-            buf += d.toString();
-            if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
-        });
-    });
-}
 
 // A redis-server that writes every change to an append-only file (fsync on every write) in a private directory,
 // so that stop() + start() on the same port brings back every key and stream, as a production Redis with

@@ -78,7 +78,8 @@ export async function stopChild(child, ms = STOP_TIMEOUT_MS) {
 }
 
 // Sends PING over a raw connection; true when +PONG comes back.
-function redisPing(port) {
+// Resolves true when a Redis answers PING on 127.0.0.1:port within 500 ms.
+export function redisPing(port) {
     return new Promise((resolve) => {
         const s = net.connect({ host: '127.0.0.1', port });
         let buf = '';
