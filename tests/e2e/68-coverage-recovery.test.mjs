@@ -185,3 +185,30 @@ test('durable emits refused by Redis (OOM) answer 503 with its reason; the batch
     const ok = await api('/v1/emit', { event: 'note', users: [user], durable: true });
     assert.equal(ok.status, 202, JSON.stringify(ok.body));
 });
+
+test('REST: bad percent-encoding in a query or a path name is refused; "+" is a space; extra spaces after Bearer', async () => {
+    const get = async (p, auth = `Bearer ${KEY}`) => {
+        const res = await request(`${node.url}${p}`, { headers: { authorization: auth } });
+        return { status: res.status, body: JSON.parse(res.text) };
+    };
+    const q = await get('/v1/rooms?prefix=%zz');
+    assert.equal(q.status, 400, JSON.stringify(q.body));
+    assert.equal(q.body.error.code, 'invalid_argument');
+    assert.equal(q.body.error.message, 'bad percent-encoding');
+    for (const p of ['/v1/rooms/%zz/sockets', '/v1/users/%4/sockets', '/v1/sockets/%00']) {
+        const r = await get(p);
+        assert.equal(r.status, 400, `${p}: ${JSON.stringify(r.body)}`);
+        assert.equal(r.body.error.message, 'bad name in the path', p);
+    }
+    const room = 'a b ' + uniq('plus');
+    const s = await sioConnect(node.url, '/', { reconnection: false });
+    try {
+        await env.be.join({ rooms: [room], sockets: [s.id] });
+        await waitUntil(async () => (await env.be.roomMembers('/', room)).includes(s.id), 5000, 'joined');
+        const r = await get(`/v1/rooms?prefix=${room.replaceAll(' ', '+')}`, `Bearer    ${KEY}`);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        assert.ok(JSON.stringify(r.body).includes(JSON.stringify(room)), `the room with spaces is listed: ${JSON.stringify(r.body)}`);
+    } finally {
+        sioClose(s);
+    }
+});
