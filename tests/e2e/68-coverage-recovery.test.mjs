@@ -212,3 +212,47 @@ test('REST: bad percent-encoding in a query or a path name is refused; "+" is a 
         sioClose(s);
     }
 });
+
+test('raw Socket.IO: a second CONNECT is ignored; a bad attachment or text amid attachments closes the connection', async (t) => {
+    const c = await RawClient.open(node.url);
+    t.after(() => c.close());
+    c.send('40');
+    const first = await c.next((m) => typeof m === 'string' && m.startsWith('40'));
+    const sid = JSON.parse(first.slice(2)).sid;
+    assert.match(sid, /^[A-Za-z0-9_-]{20}$/);
+    c.send('40');
+    c.send('42["ping?"]');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(c.queue.filter((m) => typeof m === 'string' && m.startsWith('40')).length, 0, 'no second answer');
+    assert.equal(c.closed, null);
+
+    const bad = await RawClient.open(node.url);
+    t.after(() => bad.close());
+    bad.send('40');
+    await bad.next((m) => typeof m === 'string' && m.startsWith('40'));
+    bad.send('451-["e",{"_placeholder":true,"num":7}]'); // refers to attachment 7 of 1
+    bad.ws.send(Buffer.from([1, 2, 3]));
+    assert.ok(await bad.waitClose(), 'closed for the bad attachment');
+
+    const mixed = await RawClient.open(node.url);
+    t.after(() => mixed.close());
+    mixed.send('40');
+    await mixed.next((m) => typeof m === 'string' && m.startsWith('40'));
+    mixed.send('451-["e",{"_placeholder":true,"num":0}]');
+    mixed.send('42["text while waiting"]');
+    assert.ok(await mixed.waitClose(), 'closed for a text packet amid attachments');
+});
+
+test('polling: a long-poll GET aborted by the client ends the Engine.IO session', async () => {
+    const open = await request(`${node.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(open.status, 200);
+    const sid = JSON.parse(open.text.slice(1)).sid;
+    const ctl = new AbortController();
+    const parked = fetch(`${node.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, { signal: ctl.signal })
+        .catch((e) => e.name);
+    await new Promise((r) => setTimeout(r, 200)); // parked on the server
+    ctl.abort();
+    assert.equal(await parked, 'AbortError');
+    await waitUntil(async () => (await request(`${node.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`)).status === 400,
+        5000, 'the session is gone');
+});
