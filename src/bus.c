@@ -56,11 +56,38 @@ static void apply_reply(sb_worker_t *w, const redisReply *entry)
         sb_api_on_reply(w, entry->element[1]);
 }
 
+int sb_bus_entry_parse(const redisReply *entry, sb_bus_entry_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING ||
+        entry->element[1]->type != REDIS_REPLY_ARRAY)
+        return SB_EINVAL;
+    const redisReply *fields = entry->element[1];
+    out->id = entry->element[0]->str;
+    out->idlen = entry->element[0]->len;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (k->len == 2 && memcmp(k->str, "op", 2) == 0) {
+            out->op = v->str;
+            out->oplen = v->len;
+        } else if (k->len == 3 && memcmp(k->str, "msg", 3) == 0) {
+            out->msg = v->str;
+            out->msglen = v->len;
+        } else if (k->len == 5 && memcmp(k->str, "inbox", 5) == 0) {
+            out->inbox = v->str;
+            out->inboxlen = v->len;
+        }
+    }
+    return out->op != NULL && out->msg != NULL ? 0 : SB_EINVAL;
+}
+
 static void apply_entry(sb_worker_t *w, const redisReply *entry)
 {
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING)
         return;
-    const redisReply *id = entry->element[0], *fields = entry->element[1];
+    const redisReply *id = entry->element[0];
     if (id->len < sizeof(w->bus_last_id)) {
         memcpy(w->bus_last_id, id->str, id->len);
         w->bus_last_id[id->len] = '\0';
@@ -75,33 +102,12 @@ static void apply_entry(sb_worker_t *w, const redisReply *entry)
         if (now >= at)
             sb_metric_observe(SB_M(w)->bus_delivery, w->idx, (double)(now - at) / 1000.0);
     }
-    if (fields->type != REDIS_REPLY_ARRAY)
-        return;
-    const redisReply *op = NULL, *msg = NULL, *inbox = NULL;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        if (k->len == 2 && memcmp(k->str, "op", 2) == 0)
-            op = v;
-        else if (k->len == 3 && memcmp(k->str, "msg", 3) == 0)
-            msg = v;
-        else if (k->len == 5 && memcmp(k->str, "inbox", 5) == 0)
-            inbox = v;
-    }
-    if (op == NULL || msg == NULL) {
+    sb_bus_entry_t be;
+    if (sb_bus_entry_parse(entry, &be) != 0) {
         if (w->idx == 0)
             sb_log(SB_LOG_WARN, "bus entry skipped", "why", "missing op or msg field", "id", w->bus_last_id, NULL);
         return;
     }
-    sb_bus_entry_t be = {id->str,
-                         id->len,
-                         op->str,
-                         op->len,
-                         msg->str,
-                         msg->len,
-                         inbox != NULL ? inbox->str : NULL,
-                         inbox != NULL ? inbox->len : 0};
     sb_session_backlog_push(w, &be);
     sb_bus_apply(w, &be);
 }

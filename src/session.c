@@ -854,30 +854,13 @@ static void replayed(sb_worker_t *w, const redisReply *reply, void *data)
         return;
     }
     for (size_t i = 0; i < reply->elements && s->state == SOCK_CONNECTED && s->rec != NULL; i++) {
-        const redisReply *entry = reply->element[i];
-        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || entry->element[0]->type != REDIS_REPLY_STRING ||
-            entry->element[0]->len >= sizeof(s->rec->cursor) || entry->element[1]->type != REDIS_REPLY_ARRAY)
+        sb_bus_entry_t be;
+        int bad = sb_bus_entry_parse(reply->element[i], &be);
+        if (be.id == NULL || be.idlen >= sizeof(s->rec->cursor))
             continue;
-        const redisReply *id = entry->element[0], *fields = entry->element[1];
-        sb_bus_entry_t be = {id->str, id->len, NULL, 0, NULL, 0, NULL, 0};
-        for (size_t k = 0; k + 1 < fields->elements; k += 2) {
-            const redisReply *name = fields->element[k], *v = fields->element[k + 1];
-            if (name->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-                continue;
-            if (name->len == 2 && memcmp(name->str, "op", 2) == 0) {
-                be.op = v->str;
-                be.oplen = v->len;
-            } else if (name->len == 3 && memcmp(name->str, "msg", 3) == 0) {
-                be.msg = v->str;
-                be.msglen = v->len;
-            } else if (name->len == 5 && memcmp(name->str, "inbox", 5) == 0) {
-                be.inbox = v->str;
-                be.inboxlen = v->len;
-            }
-        }
-        memcpy(s->rec->cursor, id->str, id->len);
-        s->rec->cursor[id->len] = '\0';
-        if (be.op == NULL || be.msg == NULL)
+        memcpy(s->rec->cursor, be.id, be.idlen);
+        s->rec->cursor[be.idlen] = '\0';
+        if (bad)
             continue;
         w->replay_sock = s;
         sb_metric_inc(SB_M(w)->replayed, w->idx);

@@ -32,6 +32,10 @@ typedef struct sb_bus_entry {
     size_t inboxlen;
 } sb_bus_entry_t;
 
+/* Reads an XRANGE/XREAD entry ({id, {field, value, ...}}) into `out` (pointers into the reply). SB_EINVAL when it
+ * is not an entry or lacks op or msg (the id is still set when there is one). */
+int sb_bus_entry_parse(const redisReply *entry, sb_bus_entry_t *out);
+
 /* Applies one entry. Exposed for tests. */
 int sb_bus_apply(sb_worker_t *w, const sb_bus_entry_t *e);
 
