@@ -104,3 +104,35 @@ test('acks: every event is answered through <prefix>events and op ack', async ()
     assert.equal(r.acks_sent, r.acks_ok, 'answered exactly once each');
     assert.equal(r.backend.acks, r.acks_sent, 'the backend saw and answered each event');
 });
+
+function assertEventsExact(r) {
+    assert.equal(r.counted_by, 'stream', 'switchboard: counted in <prefix>events by the generator');
+    assert.ok(r.events_sent > 0, 'some events');
+    assert.equal(r.events_seen, r.events_sent, 'every event seen in the stream');
+    assert.equal(r.events_missing, 0);
+    assert.equal(r.events_duplicates, 0);
+    assert.equal(r.events_bogus, 0);
+    assert.equal(r.events_unknown_socket, 0);
+    assert.equal(r.clients_missing, 0);
+    assert.equal(r.stream_ms.n, r.events_sent, 'one stream latency sample per event');
+    assert.ok(r.server_us_per_event && r.server_us_per_event.user >= 0, 'server CPU per event reported');
+}
+
+test('events (window): every event lands in <prefix>events exactly once', async () => {
+    const r = await sbload('events', ['--clients', '20', '--duration', '1', '--window', '3']);
+    assertClean(r);
+    assert.equal(r.ready, 20);
+    assert.equal(r.emitters, 20);
+    assert.equal(r.window, 3);
+    assert.ok(r.events_sent > 60, `more than one window's worth (${r.events_sent})`);
+    assertEventsExact(r);
+});
+
+test('events (rate): 10 of 20 clients emit 400 events/s in total for 1 s', async () => {
+    const r = await sbload('events', ['--clients', '20', '--ack-clients', '10', '--duration', '1', '--rate', '400']);
+    assertClean(r);
+    assert.equal(r.emitters, 10);
+    assert.equal(r.window, 0);
+    assert.ok(r.events_sent >= 380 && r.events_sent <= 401, `about 400 events (${r.events_sent})`);
+    assertEventsExact(r);
+});

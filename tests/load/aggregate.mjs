@@ -112,6 +112,20 @@ const METRICS = {
             ['redis µs/ack', (r) => nonNeg(get(r, 'server_us_per_ack.redis'))],
         ],
     },
+    events: {
+        headline: ['events/s', 'µs/event user', 'µs/event'],
+        list: [
+            ['events/s', (r) => r.events_per_s],
+            ['sent', (r) => r.events_sent],
+            ['missing', (r) => r.events_missing],
+            ['dups', (r) => r.events_duplicates ?? undefined],
+            ['stream p99 ms', (r) => (r.stream_ms?.n ? r.stream_ms.p99 : undefined)],
+            ['µs/event user', (r) => get(r, 'server_us_per_event.user')],
+            ['µs/event sys', (r) => get(r, 'server_us_per_event.sys')],
+            ['µs/event', (r) => get(r, 'server_us_per_event.total')],
+            ['redis µs/event', (r) => nonNeg(get(r, 'server_us_per_event.redis'))],
+        ],
+    },
     churn: {
         headline: ['µs/deliv', 'p99 ms'],
         list: [
@@ -183,6 +197,7 @@ for (const bench of benches) {
             (sample.rate != null ? `, ${sample.rate > 0 ? `${sample.rate} msg/s` : `saturation, window ${sample.window}`}` : '') +
             (sample.sent != null ? `, ${sample.sent} messages` : '') +
             (sample.inflight != null ? `, ${sample.inflight} in flight per client, ${sample.duration_s} s` : '') +
+            (sample.emitters != null ? `, ${sample.emitters} emitting, ${sample.duration_s} s` : '') +
             (sample.churn ? `, churn ${sample.churn.rate}/s × ${sample.churn.life_s} s` : '') +
             `; median (min–max) of ${Math.max(...servers.map((s) => mine.filter((r) => r.server === s).length))} runs`,
     );
@@ -245,7 +260,10 @@ if (busyElsewhere.length) {
     );
     md.push('');
 }
-const incomplete = rows.filter((r) => r.timed_out || r.failed > 0 || r.missing > 0 || r.duplicates > 0);
+const incomplete = rows.filter(
+    (r) =>
+        r.timed_out || r.failed > 0 || r.missing > 0 || r.duplicates > 0 || r.events_missing > 0 || r.events_duplicates > 0,
+);
 if (incomplete.length) {
     md.push(
         `Runs with failures, missing or duplicate deliveries, or a timeout: ` +

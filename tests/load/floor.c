@@ -8,6 +8,8 @@
  *     42["bcast",room,PAYLOAD] is framed once as 42["m",PAYLOAD] and written to
  *     every other client with one write() per socket (no coalescing);
  *   - 42<id>["e",ARGS...] is answered with 43<id>[ARGS...] (the acks scenario);
+ *     42["e",ARGS...] without an id is counted (the events scenario), and the
+ *     control client's 42<id>["count"] is answered with 43<id>[COUNT];
  *   - no heartbeats of its own (the generator still answers them elsewhere).
  * One thread, level-triggered epoll.
  *
@@ -52,6 +54,7 @@ static int ep;
 static conn **members;
 static int nmembers, members_cap;
 static unsigned long serial;
+static unsigned long long events_seen; /* 42["e",...] without ack id received (events scenario) */
 static volatile sig_atomic_t stop;
 static uint8_t rbuf[65536];
 static conn *graveyard;
@@ -242,6 +245,16 @@ static int on_packet(conn *c, char *p, size_t n)
         return 0;
     }
     static const char ev[] = "[\"e\",";
+    if (i == 2 && n >= i + sizeof(ev) - 1 && memcmp(p + i, ev, sizeof(ev) - 1) == 0) {
+        events_seen++; /* the events scenario: received, nothing to answer */
+        return 0;
+    }
+    static const char cnt[] = "[\"count\"]";
+    if (i > 2 && c->ctl && n == i + sizeof(cnt) - 1 && memcmp(p + i, cnt, sizeof(cnt) - 1) == 0) {
+        char reply[64];
+        int rn = snprintf(reply, sizeof(reply), "43%.*s[%llu]", (int)(i - 2), p + 2, events_seen);
+        return rn > 0 && (size_t)rn < sizeof(reply) ? send_text(c, reply, (size_t)rn) : 0;
+    }
     if (i > 2 && n >= i + sizeof(ev) - 1 && memcmp(p + i, ev, sizeof(ev) - 1) == 0) {
         /* 42<id>["e",ARGS] -> 43<id>[ARGS] */
         size_t idlen = i - 2, rest = n - i - (sizeof(ev) - 1);

@@ -41,6 +41,10 @@ typedef struct lg_client {
     uint32_t out_len, out_cap;
     uint32_t next_ack_id;
     uint32_t acks_out;        /* emits waiting for their ack */
+    uint32_t ev_sent;         /* events: events emitted (their seqs are 0..ev_sent-1) */
+    uint32_t ev_seen;         /* events: distinct seqs seen in <prefix>events */
+    uint8_t *ev_bits;         /* events: bitmap of the seqs seen, grown on demand */
+    uint32_t ev_bits_len;     /* bytes in ev_bits */
     double t_start;           /* connect started */
     double t_die;             /* churn: when to leave */
     char key[25];             /* Sec-WebSocket-Key */
@@ -53,7 +57,7 @@ typedef struct lg_client {
 } lg_client;
 
 typedef struct lg_cfg {
-    const char *scenario; /* idle | broadcast | acks | churn */
+    const char *scenario; /* idle | broadcast | acks | events | churn */
     const char *label;
     char host[64];
     int port;
@@ -72,7 +76,7 @@ typedef struct lg_cfg {
     char redis_host[64];
     int redis_port;
     const char *prefix;
-    double rate;  /* broadcasts/s; 0 = saturation with `window` in flight */
+    double rate;  /* broadcasts/s (events: events/s in total); 0 = saturation with `window` in flight */
     int messages; /* broadcasts in the measured phase */
     int window;
     int payload; /* padding bytes in each broadcast */
@@ -82,7 +86,7 @@ typedef struct lg_cfg {
     double connect_timeout;
     double idle_hold;
     int inflight;    /* acks: emits in flight per client */
-    int ack_clients; /* acks: how many members emit (0 = all) */
+    int ack_clients; /* acks, events: how many members emit (0 = all) */
     double churn_rate;
     double churn_life;
     int server_pid, redis_pid;
@@ -135,6 +139,11 @@ typedef struct lg_run {
     uint64_t joins_sent;
     uint64_t redis_errors;
     uint64_t backend_events, backend_acks;
+    /* events (client -> <prefix>events without ack) */
+    uint64_t ev_sent, ev_seen, ev_dups, ev_bogus, ev_unknown;
+    uint64_t ev_server_count; /* node, floor: events the server's handler counted (asked over the control conn) */
+    lg_hist ev_lat;           /* switchboard: client send -> backend read of the entry, us */
+    double t_last_seen;
 } lg_run;
 
 extern lg_run R;
@@ -152,13 +161,15 @@ void lg_on_failed(lg_client *c);
 void lg_on_lost(lg_client *c);
 void lg_on_event(lg_client *c, const char *p, size_t n); /* Socket.IO EVENT body after "2" */
 void lg_on_ack(lg_client *c, const char *p, size_t n);   /* Socket.IO ACK body after "3" */
+/* The backend read an event without ack id from <prefix>events: its socket id and args (JSON array text). */
+void lg_on_stream_event(const char *sid, size_t sidlen, const char *args, size_t n);
 
 /* lg_backend.c */
 int lg_backend_open(void);
 void lg_backend_close(void);
 int lg_backend_publish(const char *msg_json, size_t n);    /* XADD bus op emit */
 int lg_backend_join(char **sids, int n, const char *room); /* XADD bus op join */
-int lg_backend_start_acker(void);                          /* answer client events with op ack */
+int lg_backend_start_acker(void); /* read <prefix>events: answer events with op ack, report the others */
 long long lg_backend_used_memory(void);                    /* INFO memory used_memory, -1 unknown */
 
 /* Finds `"key":` in p[0..n) and parses the unsigned number after it. */

@@ -1,7 +1,8 @@
 /* The backend side of a switchboard run, in C so that no Node process sits in
  * the measured path: broadcasts and joins are XADDs to <prefix>bus, and the
  * acks scenario's backend reads <prefix>events (XREAD COUNT, BLOCK) and answers
- * every event that asked for an ack with a pipelined XADD op ack. All on the
+ * every event that asked for an ack with a pipelined XADD op ack; events
+ * without an ack id (the events scenario) are handed to sbload.c to count. All on the
  * generator's libevent loop through hiredis' async API. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -166,8 +167,12 @@ static void on_events(redisAsyncContext *c, void *reply, void *priv)
             const redisReply *type = field(kv, "type"), *sock = field(kv, "socket");
             const redisReply *ack = field(kv, "ack_id"), *args = field(kv, "args");
             R.backend_events++;
-            if (!type || !sock || !ack || !args || strcmp(type->str, "event") != 0 || ack->len == 0)
+            if (!type || !sock || !ack || !args || strcmp(type->str, "event") != 0)
                 continue;
+            if (ack->len == 0) { /* the events scenario: nothing to answer, count it */
+                lg_on_stream_event(sock->str, sock->len, args->str, args->len);
+                continue;
+            }
             char msg[4096];
             int n = snprintf(msg, sizeof(msg), "{\"socket\":\"%s\",\"ack_id\":%s,\"args\":%s}", sock->str, ack->str,
                              args->str);

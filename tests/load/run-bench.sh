@@ -17,7 +17,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 
 reps=3
 servers="switchboard node node-redis floor"
-scenarios="idle broadcast saturation acks churn"
+scenarios="idle broadcast saturation acks events churn"
 clients=1000
 idle_clients=
 rate=5
@@ -26,6 +26,8 @@ sat_messages=200
 window=4
 ack_clients=
 inflight=1
+ev_window=4
+ev_rate=
 churn_rate=50
 churn_life=1
 polling_pct=0
@@ -44,14 +46,16 @@ usage() {
 usage: $0 [options]
   --reps N              repetitions of every (scenario, server) (default $reps)
   --servers "LIST"      of: switchboard node node-redis floor (default all)
-  --scenarios "LIST"    of: idle broadcast saturation acks churn (default all)
+  --scenarios "LIST"    of: idle broadcast saturation acks events churn (default all)
   --clients N           clients per scenario (default $clients; at most 19900)
   --idle-clients N      clients of the idle scenario (default --clients)
   --rate R              broadcast/churn messages per second (default $rate)
-  --duration S          seconds of broadcast/acks/churn (default $duration)
+  --duration S          seconds of broadcast/acks/events/churn (default $duration)
   --sat-messages M      messages of the saturation scenario (default $sat_messages)
   --window W            saturation: messages in flight (default $window)
-  --ack-clients N       acks: emitting clients (default all)
+  --ack-clients N       acks, events: emitting clients (default all)
+  --ev-window W         events: unseen events per client at saturation (default $ev_window)
+  --ev-rate R           events: a fixed total rate (events/s) instead of saturation
   --inflight K          acks: emits in flight per client (default $inflight)
   --churn-rate R        churn: connects per second (default $churn_rate)
   --churn-life S        churn: seconds each churning client stays (default $churn_life)
@@ -81,6 +85,8 @@ while [ $# -gt 0 ]; do
     --window) window=$2; shift 2 ;;
     --ack-clients) ack_clients=$2; shift 2 ;;
     --inflight) inflight=$2; shift 2 ;;
+    --ev-window) ev_window=$2; shift 2 ;;
+    --ev-rate) ev_rate=$2; shift 2 ;;
     --churn-rate) churn_rate=$2; shift 2 ;;
     --churn-life) churn_life=$2; shift 2 ;;
     --polling-pct) polling_pct=$2; shift 2 ;;
@@ -286,11 +292,13 @@ run_one() { # rep server scenario
     broadcast) args=(broadcast "${args[@]}" --clients "$clients" --rate "$rate" --duration "$duration") ;;
     saturation) args=(broadcast "${args[@]}" --clients "$clients" --rate 0 --window "$window" --messages "$sat_messages") ;;
     acks) args=(acks "${args[@]}" --clients "$clients" --duration "$duration" --inflight "$inflight") ;;
+    events) args=(events "${args[@]}" --clients "$clients" --duration "$duration" --window "$ev_window")
+        [ -n "$ev_rate" ] && args+=(--rate "$ev_rate") ;;
     churn) args=(churn "${args[@]}" --clients "$clients" --rate "$rate" --duration "$duration" --churn-rate "$churn_rate"
         --churn-life "$churn_life") ;;
     *) echo "unknown scenario $sc" >&2; stop_server; return 0 ;;
     esac
-    [ "$sc" = acks ] && [ -n "$ack_clients" ] && args+=(--ack-clients "$ack_clients")
+    if [ "$sc" = acks ] || [ "$sc" = events ]; then [ -n "$ack_clients" ] && args+=(--ack-clients "$ack_clients"); fi
     # Each run is bounded: the generator's own --timeout, and a hard kill a little later.
     limit=$((duration * 3 + 120))
     args+=(--timeout "$limit")

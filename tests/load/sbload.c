@@ -13,6 +13,10 @@
  *              percentiles, missing and duplicate deliveries
  *   acks       clients emit "e" with an ack, --inflight at a time each, for
  *              --duration; the backend answers; acked events/s and round trips
+ *   events     clients emit "e" without ack for --duration, at --rate events/s
+ *              in total or (the default) with --window unseen events per client;
+ *              seen = read back from <prefix>events (switchboard) or counted by
+ *              the server's handler (node, floor); events/s, missing, duplicates
  *   churn      a broadcast at --rate to N steady clients while other clients
  *              connect and leave at --churn-rate
  * The "backend" is Redis for switchboard (--redis: XADD to <prefix>bus, and for
@@ -41,7 +45,10 @@
 lg_run R;
 
 enum { P_CTL, P_CONNECT, P_JOIN, P_BARRIER, P_MEASURE, P_DRAIN, P_HOLD, P_DONE };
-enum { SC_IDLE, SC_BROADCAST, SC_ACKS, SC_CHURN };
+enum { SC_IDLE, SC_BROADCAST, SC_ACKS, SC_EVENTS, SC_CHURN };
+
+/* events: a client stops emitting at this many events (its bitmap of seen seqs stays under 32 MiB) */
+#define LG_EV_MAX (1u << 28)
 
 static int scenario;
 static struct event *tick_ev, *sig_ev;
@@ -59,6 +66,17 @@ static char padding[65536];
 static int ctl_ready;
 static uint64_t churn_serial;
 static lg_client *dead_old;
+/* events */
+static double t_measure;  /* the measured phase began */
+static int ev_emitters;   /* members 0..ev_emitters-1 emit */
+static uint32_t ev_rr;    /* next emitter of a rate or node-window batch */
+static uint32_t *sid_tab; /* socket id -> member index + 1, open addressing */
+static uint32_t sid_mask;
+static int count_pending, count_base_known; /* node, floor: a "count" request is out; its baseline arrived */
+static uint64_t count_base;
+
+static void ask_count(void);
+static void on_count(const char *p, size_t n);
 
 /* ---------- callbacks from the clients ---------- */
 
@@ -95,6 +113,8 @@ void lg_on_ready(lg_client *c)
     double now = lg_now();
     if (c->role == ROLE_CTL) {
         ctl_ready = 1;
+        if (scenario == SC_EVENTS)
+            ask_count(); /* the baseline */
         return;
     }
     if (c->role == ROLE_CHURN) {
@@ -190,6 +210,10 @@ static void send_emit(lg_client *c)
 
 void lg_on_ack(lg_client *c, const char *p, size_t n)
 {
+    if (c->role == ROLE_CTL && scenario == SC_EVENTS) {
+        on_count(p, n);
+        return;
+    }
     if (c->acks_out == 0) {
         R.proto_errors++;
         return;
@@ -208,6 +232,179 @@ void lg_on_ack(lg_client *c, const char *p, size_t n)
     if (R.phase == P_MEASURE) {
         R.acks_measured++;
         send_emit(c);
+    }
+}
+
+/* ---------- events ---------- */
+
+static void send_event(lg_client *c)
+{
+    if (c->state != ST_READY || c->ev_sent >= LG_EV_MAX)
+        return;
+    char buf[96];
+    int n = snprintf(buf, sizeof(buf), "42[\"e\",{\"s\":%u,\"t\":%llu}]", c->ev_sent, (unsigned long long)lg_now_us());
+    c->ev_sent++;
+    R.ev_sent++;
+    lg_client_send(c, buf, (size_t)n);
+}
+
+static uint32_t sid_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+/* Built when the measured phase begins: every member's socket id is known by then. */
+static int build_sid_table(void)
+{
+    uint32_t size = 64;
+    while (size < (uint32_t)R.cfg.clients * 2u)
+        size <<= 1;
+    sid_tab = calloc(size, sizeof(*sid_tab));
+    if (sid_tab == NULL)
+        return -1;
+    sid_mask = size - 1;
+    for (int i = 0; i < R.cfg.clients; i++) {
+        size_t n = strlen(R.members[i].sid);
+        if (n == 0)
+            continue;
+        uint32_t h = sid_hash(R.members[i].sid, n) & sid_mask;
+        while (sid_tab[h])
+            h = (h + 1) & sid_mask;
+        sid_tab[h] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
+static lg_client *sid_lookup(const char *sid, size_t n)
+{
+    if (sid_tab == NULL || n == 0 || n >= LG_SID_MAX)
+        return NULL;
+    for (uint32_t h = sid_hash(sid, n) & sid_mask; sid_tab[h]; h = (h + 1) & sid_mask) {
+        lg_client *c = &R.members[sid_tab[h] - 1];
+        if (strlen(c->sid) == n && memcmp(c->sid, sid, n) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+void lg_on_stream_event(const char *sid, size_t sidlen, const char *args, size_t n)
+{
+    if (scenario != SC_EVENTS)
+        return;
+    lg_client *c = sid_lookup(sid, sidlen);
+    if (c == NULL) {
+        R.ev_unknown++;
+        return;
+    }
+    uint64_t seq, t;
+    if (lg_find_u64(args, n, "s", &seq) != 0 || lg_find_u64(args, n, "t", &t) != 0) {
+        R.proto_errors++;
+        return;
+    }
+    if (seq >= c->ev_sent) {
+        R.ev_bogus++;
+        return;
+    }
+    size_t byte = (size_t)(seq >> 3);
+    if (byte >= c->ev_bits_len) {
+        size_t len = c->ev_bits_len ? c->ev_bits_len : 64;
+        while (len <= byte)
+            len *= 2; /* seq < LG_EV_MAX: at most 32 MiB */
+        uint8_t *nb = realloc(c->ev_bits, len);
+        if (nb == NULL) {
+            lg_note_error("out of memory for the events bitmap");
+            return;
+        }
+        memset(nb + c->ev_bits_len, 0, len - c->ev_bits_len);
+        c->ev_bits = nb;
+        c->ev_bits_len = (uint32_t)len;
+    }
+    uint8_t bit = (uint8_t)(1u << (seq & 7));
+    if (c->ev_bits[byte] & bit) {
+        R.ev_dups++;
+        return;
+    }
+    c->ev_bits[byte] |= bit;
+    c->ev_seen++;
+    R.ev_seen++;
+    uint64_t now = lg_now_us();
+    lg_hist_add(&R.ev_lat, now > t ? now - t : 0);
+    R.t_last_seen = (double)now / 1e6;
+    /* saturation: the seen event frees its slot of the client's window at once */
+    if (R.phase == P_MEASURE && R.cfg.rate <= 0 && c->ev_sent - c->ev_seen < (uint32_t)R.cfg.window &&
+        (int)c->idx < ev_emitters)
+        send_event(c);
+}
+
+/* node, floor: asks the server how many events its handler received (one request out at a time). */
+static void ask_count(void)
+{
+    if (count_pending || R.ctl == NULL || R.ctl->state != ST_READY)
+        return;
+    char buf[48];
+    int n = snprintf(buf, sizeof(buf), "42%u[\"count\"]", R.ctl->next_ack_id++);
+    count_pending = 1;
+    lg_client_send(R.ctl, buf, (size_t)n);
+}
+
+/* The control connection's answer 43<id>[COUNT]. */
+static void on_count(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && p[i] >= '0' && p[i] <= '9')
+        i++;
+    uint64_t v = 0;
+    if (i >= n || p[i] != '[' || i + 1 >= n || p[i + 1] < '0' || p[i + 1] > '9') {
+        R.proto_errors++;
+        count_pending = 0;
+        return;
+    }
+    for (i++; i < n && p[i] >= '0' && p[i] <= '9'; i++)
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    count_pending = 0;
+    if (!count_base_known) {
+        count_base = v; /* what the server counted before this run */
+        count_base_known = 1;
+        return;
+    }
+    v = v > count_base ? v - count_base : 0;
+    if (v > R.ev_server_count) {
+        R.ev_server_count = v;
+        R.t_last_seen = lg_now();
+    }
+}
+
+/* The events due this tick: at --rate, or (node, floor) up to --window x emitters not yet counted by the server.
+ * With switchboard at saturation each client refills its own window as its events are seen (lg_on_stream_event). */
+static void emit_events(double now)
+{
+    uint64_t budget;
+    if (!R.cfg.pub_redis)
+        ask_count();
+    if (ev_emitters == 0)
+        return;
+    if (R.cfg.rate > 0) {
+        uint64_t due = (uint64_t)((now - t_measure) * R.cfg.rate) + 1;
+        budget = due > R.ev_sent ? due - R.ev_sent : 0;
+    } else if (!R.cfg.pub_redis) {
+        uint64_t cap = (uint64_t)R.cfg.window * (uint64_t)ev_emitters, out = R.ev_sent - R.ev_server_count;
+        budget = cap > out ? cap - out : 0;
+    } else {
+        return;
+    }
+    for (int idle = 0; budget > 0 && idle < ev_emitters;) {
+        lg_client *c = &R.members[ev_rr];
+        ev_rr = (ev_rr + 1) % (uint32_t)ev_emitters;
+        if (c->state == ST_READY && c->ev_sent < LG_EV_MAX) {
+            send_event(c);
+            budget--;
+            idle = 0;
+        } else {
+            idle++;
+        }
     }
 }
 
@@ -345,6 +542,20 @@ static void begin_measure(void)
                 for (int k = 0; k < R.cfg.inflight; k++)
                     send_emit(&R.members[i]);
     }
+    if (scenario == SC_EVENTS) {
+        t_measure = t_phase;
+        R.t_last_seen = t_phase;
+        ev_emitters = R.cfg.ack_clients > 0 && R.cfg.ack_clients < R.cfg.clients ? R.cfg.ack_clients : R.cfg.clients;
+        if (R.cfg.pub_redis) {
+            if (build_sid_table() != 0 || lg_backend_start_acker() != 0)
+                fprintf(stderr, "sbload: cannot start the events reader: %s\n", R.last_error);
+            if (R.cfg.rate <= 0)
+                for (int i = 0; i < ev_emitters; i++)
+                    for (int k = 0; k < R.cfg.window; k++)
+                        send_event(&R.members[i]);
+        }
+        emit_events(t_phase);
+    }
 }
 
 static void finish(void)
@@ -371,7 +582,7 @@ static void end_connect_phase(void)
     if (scenario == SC_IDLE) {
         lg_snap_take(&snap_b, R.cfg.server_pid, R.cfg.redis_pid);
         set_phase(P_HOLD);
-    } else if (scenario == SC_ACKS) {
+    } else if (scenario == SC_ACKS || scenario == SC_EVENTS) {
         begin_measure();
     } else if (R.cfg.pub_redis) {
         set_phase(P_JOIN);
@@ -460,6 +671,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
         return;
     case P_MEASURE:
+        if (scenario == SC_EVENTS) {
+            if (now - t_phase >= R.cfg.duration)
+                set_phase(P_DRAIN);
+            else
+                emit_events(now);
+            return;
+        }
         if (scenario == SC_ACKS) {
             if (now - t_phase >= R.cfg.duration) {
                 lg_snap_take(&snap_b, R.cfg.server_pid, R.cfg.redis_pid);
@@ -492,6 +710,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             set_phase(P_DRAIN);
         return;
     case P_DRAIN:
+        if (scenario == SC_EVENTS) {
+            /* the server's CPU is read once every event has arrived, so that all of their work is counted */
+            uint64_t got = R.cfg.pub_redis ? R.ev_seen : R.ev_server_count;
+            if (!R.cfg.pub_redis)
+                ask_count();
+            if (got >= R.ev_sent || now - t_phase > R.cfg.drain) {
+                lg_snap_take(&snap_b, R.cfg.server_pid, R.cfg.redis_pid);
+                finish();
+            }
+            return;
+        }
         if (scenario == SC_ACKS) {
             uint64_t out = R.acks_sent - R.acks_ok - R.acks_err;
             if (out == 0 || now - t_phase > R.cfg.drain)
@@ -564,7 +793,7 @@ static void json_str(FILE *f, const char *s)
 
 static void report(void)
 {
-    static const char *names[] = {"idle", "broadcast", "acks", "churn"};
+    static const char *names[] = {"idle", "broadcast", "acks", "events", "churn"};
     FILE *f = stdout;
     double conn_span = R.t_last_ready - R.t_first_start;
     fprintf(f, "{\"scenario\":\"%s\",\"server\":", names[scenario]);
@@ -616,6 +845,31 @@ static void report(void)
                     (unsigned long long)R.churn_closed, d > 0 ? (double)R.churn_ready / d : 0.0,
                     (unsigned long long)R.churn_deliveries);
         }
+    } else if (scenario == SC_EVENTS) {
+        int by_stream = R.cfg.pub_redis;
+        uint64_t got = by_stream ? R.ev_seen : R.ev_server_count;
+        double span = R.t_last_seen - t_measure;
+        int short_clients = 0; /* clients with events never seen */
+        for (int i = 0; by_stream && i < ev_emitters; i++)
+            short_clients += R.members[i].ev_seen < R.members[i].ev_sent;
+        fprintf(f, ",\"rate\":%.2f,\"window\":%d,\"emitters\":%d,\"duration_s\":%.2f,\"counted_by\":\"%s\"",
+                R.cfg.rate, R.cfg.rate > 0 ? 0 : R.cfg.window, ev_emitters, R.cfg.duration,
+                by_stream ? "stream" : "server");
+        fprintf(f, ",\"events_sent\":%llu,\"events_seen\":%llu,\"events_missing\":%llu",
+                (unsigned long long)R.ev_sent, (unsigned long long)got,
+                (unsigned long long)(R.ev_sent > got ? R.ev_sent - got : 0));
+        if (by_stream)
+            fprintf(f, ",\"events_duplicates\":%llu,\"events_bogus\":%llu,\"events_unknown_socket\":%llu,"
+                       "\"clients_missing\":%d",
+                    (unsigned long long)R.ev_dups, (unsigned long long)R.ev_bogus, (unsigned long long)R.ev_unknown,
+                    short_clients);
+        else
+            fprintf(f, ",\"events_duplicates\":null,\"events_bogus\":null,\"events_unknown_socket\":null,"
+                       "\"clients_missing\":null");
+        fprintf(f, ",\"events_per_s\":%.1f", span > 0 ? (double)got / span : 0.0);
+        hist_json(f, "stream_ms", &R.ev_lat);
+        per_unit_json(f, "server_us_per_event", (double)got);
+        measured = (double)got;
     } else {
         double span = snap_b.wall - snap_a.wall;
         uint64_t out = R.acks_sent - R.acks_ok - R.acks_err;
@@ -658,6 +912,16 @@ static void report(void)
     if (scenario == SC_ACKS)
         fprintf(stderr, "; %llu acks (%llu errors), p99 %.2f ms", (unsigned long long)R.acks_ok,
                 (unsigned long long)R.acks_err, ms(lg_hist_quantile(&R.ack_lat, 0.99)));
+    if (scenario == SC_EVENTS) {
+        uint64_t got = R.cfg.pub_redis ? R.ev_seen : R.ev_server_count;
+        double span = R.t_last_seen - t_measure, units = got ? (double)got : 1;
+        fprintf(stderr, "; %llu/%llu events seen (%s), %llu dup, %.0f events/s, server %.2f us user %.2f us sys/event",
+                (unsigned long long)got, (unsigned long long)R.ev_sent, R.cfg.pub_redis ? "stream" : "server count",
+                (unsigned long long)R.ev_dups, span > 0 ? (double)got / span : 0.0, su * 1e6 / units,
+                ss * 1e6 / units);
+        if (rt >= 0)
+            fprintf(stderr, ", redis %.2f us/event", rt * 1e6 / units);
+    }
     fprintf(stderr, "; server cpu %.2fs user %.2fs sys%s%s\n", su, ss, R.last_error[0] ? "; last error: " : "",
             R.last_error);
 }
@@ -740,7 +1004,7 @@ static int load_tokens(const char *path)
 
 static void usage(FILE *f)
 {
-    fputs("usage: sbload idle|broadcast|acks|churn --url http://127.0.0.1:PORT [options]\n"
+    fputs("usage: sbload idle|broadcast|acks|events|churn --url http://127.0.0.1:PORT [options]\n"
           "  --label NAME            server name in the result (default: the url)\n"
           "  --clients N             clients (members of the room) (default 100)\n"
           "  --sources A[-B|,C...]   127.0.0.x source addresses, round robin (default 127.0.0.1)\n"
@@ -755,13 +1019,14 @@ static void usage(FILE *f)
           "  --server-pid PID        server process to account (CPU, RSS)\n"
           "  --redis-pid PID         redis-server to account (CPU)\n"
           "  --rate R                broadcasts/s; 0 = saturation with --window in flight (default 10)\n"
+          "                          events: events/s in total (default 0: --window unseen events per client)\n"
           "  --messages M            broadcasts (default rate x duration)\n"
-          "  --window W              saturation: messages in flight (default 4)\n"
+          "  --window W              saturation: messages in flight; events: per client (default 4)\n"
           "  --payload BYTES         padding in each broadcast (default 32)\n"
-          "  --duration S            acks/churn measuring time; broadcast default for M (default 10)\n"
+          "  --duration S            acks/events/churn measuring time; broadcast default for M (default 10)\n"
           "  --drain S               wait for late deliveries/acks (default 5)\n"
           "  --inflight K            acks: emits in flight per client (default 1)\n"
-          "  --ack-clients N         acks: how many clients emit (default all)\n"
+          "  --ack-clients N         acks, events: how many clients emit (default all)\n"
           "  --churn-rate R          churn: extra clients connecting per second (default 50)\n"
           "  --churn-life S          churn: how long each stays (default 1)\n"
           "  --idle-hold S           idle: settle time before reading RSS (default 2)\n"
@@ -905,6 +1170,8 @@ int main(int argc, char **argv)
         scenario = SC_BROADCAST;
     else if (strcmp(c->scenario, "acks") == 0)
         scenario = SC_ACKS;
+    else if (strcmp(c->scenario, "events") == 0)
+        scenario = SC_EVENTS;
     else if (strcmp(c->scenario, "churn") == 0)
         scenario = SC_CHURN;
     else {
@@ -914,7 +1181,7 @@ int main(int argc, char **argv)
     optind = 2;
     int o;
     double v;
-    int messages_given = 0;
+    int messages_given = 0, rate_given = 0;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int bad = 0;
         switch (o) {
@@ -975,6 +1242,7 @@ int main(int argc, char **argv)
         case 'a':
             bad = parse_num(optarg, 0, 1e7, &v);
             c->rate = v;
+            rate_given = 1;
             break;
         case 'm':
             bad = parse_num(optarg, 1, 1e8, &v);
@@ -1057,6 +1325,8 @@ int main(int argc, char **argv)
         return 2;
     if (!c->label)
         c->label = url;
+    if (scenario == SC_EVENTS && !rate_given)
+        c->rate = 0; /* events: saturation unless a rate is asked for */
     if (!messages_given)
         c->messages = c->rate > 0 ? (int)(c->rate * c->duration + 0.5) : 1000;
     if (scenario == SC_CHURN && c->rate <= 0) {
@@ -1088,12 +1358,14 @@ int main(int argc, char **argv)
     event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
     R.base = event_base_new_with_config(ecfg);
     event_config_free(ecfg);
-    if (R.base == NULL || lg_hist_init(&R.connect_hist) || lg_hist_init(&R.lat) || lg_hist_init(&R.ack_lat)) {
+    if (R.base == NULL || lg_hist_init(&R.connect_hist) || lg_hist_init(&R.lat) || lg_hist_init(&R.ack_lat) ||
+        lg_hist_init(&R.ev_lat)) {
         fprintf(stderr, "sbload: out of memory\n");
         return 1;
     }
     R.members = calloc((size_t)c->clients, sizeof(lg_client));
-    if (R.members == NULL || (scenario != SC_IDLE && scenario != SC_ACKS && alloc_tracking() != 0)) {
+    if (R.members == NULL ||
+        (scenario != SC_IDLE && scenario != SC_ACKS && scenario != SC_EVENTS && alloc_tracking() != 0)) {
         fprintf(stderr, "sbload: out of memory\n");
         return 1;
     }
@@ -1162,6 +1434,9 @@ int main(int argc, char **argv)
         R.churn_dead = n;
     }
     free(R.ctl);
+    for (int i = 0; i < c->clients; i++)
+        free(R.members[i].ev_bits);
+    free(sid_tab);
     free(R.members);
     free(R.seen);
     free(R.recv_count);
@@ -1170,6 +1445,7 @@ int main(int argc, char **argv)
     lg_hist_free(&R.connect_hist);
     lg_hist_free(&R.lat);
     lg_hist_free(&R.ack_lat);
+    lg_hist_free(&R.ev_lat);
     event_base_free(R.base);
     return 0;
 }

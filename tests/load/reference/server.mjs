@@ -16,6 +16,9 @@
 //   a timestamp inside the payload, so the server never reads it;
 // - any client emitting "e" (args..., ack) gets its args back in the ack: the
 //   "backend" of the acks scenario is the server itself here;
+// - every "e" the handler receives is counted; the control client's "count"
+//   (ack) is answered with that count (the events scenario, where "e" comes
+//   without an ack and the count is what the generator compares with what it sent);
 // - prints "listening <port>" on stdout once it accepts connections.
 
 import crypto from 'node:crypto';
@@ -96,6 +99,8 @@ if (opt['jwt-secret'] || opt['jwt-public-key']) {
     });
 }
 
+let eventsSeen = 0;
+
 io.on('connection', (socket) => {
     const auth = socket.handshake.auth || {};
     const room = typeof auth.room === 'string' ? auth.room : socket.handshake.query.room;
@@ -103,10 +108,14 @@ io.on('connection', (socket) => {
         socket.on('bcast', (r, payload) => {
             if (typeof r === 'string') io.to(r).emit('m', payload);
         });
+        socket.on('count', (ack) => {
+            if (typeof ack === 'function') ack(eventsSeen);
+        });
     } else if (typeof room === 'string' && room.length > 0) {
         socket.join(room);
     }
     socket.on('e', (...args) => {
+        eventsSeen++;
         const ack = args.length > 0 && typeof args[args.length - 1] === 'function' ? args.pop() : null;
         if (ack) ack(...args);
     });
