@@ -8,11 +8,87 @@
 #include "switchboard/bus.h"
 #include "switchboard/log.h"
 #include "switchboard/session.h"
+#include "switchboard/socketio.h"
 
 static void read_next(sb_worker_t *w);
 
+/* The common op ack msg a backend writes, {"socket":"…","ack_id":N,"args":[…]} (members in any order, args
+ * optional), read without jansson: the socket id without escapes, the id as plain digits, the args in the form
+ * sb_sio_json_plain accepts (what jansson would parse and write back byte for byte). Returns 1 and applies it;
+ * 0 for anything else (whitespace, other members, reals, escapes…), which sb_bus_apply then parses as before, so
+ * what is refused, and why, does not change. */
+static int apply_ack_plain(sb_worker_t *w, const char *m, size_t n)
+{
+    const char *sid = NULL, *args = "[]";
+    size_t sidlen = 0, args_len = 2, i = 1;
+    int64_t id = -1;
+    int have_args = 0;
+    if (n < 2 || m[0] != '{' || m[n - 1] != '}')
+        return 0;
+    for (;;) {
+        if (n - i >= 10 && sid == NULL && memcmp(m + i, "\"socket\":\"", 10) == 0) {
+            size_t k = i + 10;
+            while (k < n && m[k] != '"' && m[k] != '\\' && (unsigned char)m[k] >= 0x20 && (unsigned char)m[k] < 0x7f)
+                k++;
+            if (k >= n || m[k] != '"')
+                return 0;
+            sid = m + i + 10;
+            sidlen = k - (i + 10);
+            i = k + 1;
+        } else if (n - i >= 9 && id < 0 && memcmp(m + i, "\"ack_id\":", 9) == 0) {
+            size_t k = i + 9, start = k;
+            int64_t v = 0;
+            while (k < n && m[k] >= '0' && m[k] <= '9' && k - start < 18)
+                v = v * 10 + (m[k++] - '0');
+            if (k == start || (m[start] == '0' && k - start > 1) || (k < n && m[k] >= '0' && m[k] <= '9'))
+                return 0; /* none, a leading zero, or too long to be sure of: jansson decides */
+            id = v;
+            i = k;
+        } else if (n - i >= 8 && !have_args && memcmp(m + i, "\"args\":[", 8) == 0) {
+            /* the array ends where the plain scan of it ends: find it by trying the candidates that close it */
+            size_t start = i + 7, depth = 0, k = start;
+            int in_str = 0;
+            for (; k < n; k++) {
+                char c = m[k];
+                if (in_str) {
+                    if (c == '\\')
+                        k++;
+                    else if (c == '"')
+                        in_str = 0;
+                } else if (c == '"') {
+                    in_str = 1;
+                } else if (c == '[' || c == '{') {
+                    depth++;
+                } else if (c == ']' || c == '}') {
+                    if (--depth == 0)
+                        break;
+                }
+            }
+            if (k >= n || m[k] != ']' || !sb_sio_json_plain(m + start, k + 1 - start))
+                return 0;
+            args = m + start;
+            args_len = k + 1 - start;
+            have_args = 1;
+            i = k + 1;
+        } else {
+            return 0;
+        }
+        if (i == n - 1 && m[i] == '}')
+            break;
+        if (i >= n - 1 || m[i] != ',')
+            return 0;
+        i++;
+    }
+    if (sid == NULL || id < 0)
+        return 0;
+    sb_session_apply_ack_raw(w, sid, sidlen, id, args, args_len);
+    return 1;
+}
+
 int sb_bus_apply(sb_worker_t *w, const sb_bus_entry_t *e)
 {
+    if (e->oplen == 3 && memcmp(e->op, "ack", 3) == 0 && apply_ack_plain(w, e->msg, e->msglen))
+        return 0;
     json_error_t jerr;
     json_t *m = json_loadb(e->msg, e->msglen, JSON_ALLOW_NUL, &jerr);
     const char *op = e->op;

@@ -2511,6 +2511,25 @@ int sb_session_apply_disconnect(sb_worker_t *w, json_t *msg, const char **why)
     return 0;
 }
 
+/* The socket of this worker waiting for the backend's answer `id`: takes the pending ack off it (its id in *ack_id),
+ * or NULL when the ack is not for us or not awaited. */
+static sb_socket_t *ack_target(sb_worker_t *w, const char *sid, size_t sidlen, int64_t id, int64_t *ack_id)
+{
+    if (sidlen != SB_SID_LEN)
+        return NULL;
+    sb_socket_t *s = sb_map_get(&w->sockets, sid, SB_SID_LEN);
+    if (s == NULL || s->state != SOCK_CONNECTED)
+        return NULL; /* another worker's or node's socket, or gone */
+    pending_ack_t *a = ack_find(s, id);
+    if (a == NULL) {
+        sb_log(SB_LOG_DEBUG, "ack for an unknown or answered ack id ignored", "socket", s->id, NULL);
+        return NULL;
+    }
+    *ack_id = a->id;
+    ack_free(a);
+    return s;
+}
+
 int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why)
 {
     json_t *sid = json_object_get(msg, "socket"), *id = json_object_get(msg, "ack_id"),
@@ -2527,23 +2546,40 @@ int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why)
         *why = "args";
         return SB_EINVAL;
     }
-    if (json_string_length(sid) != SB_SID_LEN)
+    int64_t ack_id;
+    sb_socket_t *s = ack_target(w, json_string_value(sid), json_string_length(sid), json_integer_value(id), &ack_id);
+    if (s == NULL)
         return 0;
-    sb_socket_t *s = sb_map_get(&w->sockets, json_string_value(sid), SB_SID_LEN);
-    if (s == NULL || s->state != SOCK_CONNECTED)
-        return 0; /* another worker's or node's socket, or gone */
-    pending_ack_t *a = ack_find(s, json_integer_value(id));
-    if (a == NULL) {
-        sb_log(SB_LOG_DEBUG, "ack for an unknown or answered ack id ignored", "socket", s->id, NULL);
-        return 0;
-    }
-    int64_t ack_id = a->id;
-    ack_free(a);
     json_t *empty = NULL;
     if (args == NULL)
         args = empty = json_array();
     send_ack(s, ack_id, args);
     json_decref(empty);
+    return 0;
+}
+
+int sb_session_apply_ack_raw(sb_worker_t *w, const char *sid, size_t sidlen, int64_t ack_id, const char *args,
+                             size_t args_len)
+{
+    int64_t id;
+    sb_socket_t *s = ack_target(w, sid, sidlen, ack_id, &id);
+    if (s == NULL || s->sc == NULL || s->sc->eio == NULL)
+        return 0;
+    /* "4" + what sb_sio_encode_ack would write for these args: "3" [nsp ","] id, then the array's text */
+    sb_buf_t b;
+    sb_buf_init(&b, 0);
+    int rc = sb_buf_reserve(&b, 2 + strlen(s->nsp) + 1 + 20 + args_len);
+    if (rc == 0)
+        rc = sb_buf_append(&b, "43", 2);
+    if (rc == 0)
+        rc = sb_sio_append_nsp(&b, s->nsp);
+    if (rc == 0)
+        rc = sb_buf_append_i64(&b, id);
+    if (rc == 0)
+        rc = sb_buf_append(&b, args, args_len);
+    if (rc == 0)
+        sb_eio_send_text(s->sc->eio, b.base, b.len, 0, NULL);
+    sb_buf_free(&b);
     return 0;
 }
 

@@ -365,6 +365,145 @@ static int raw_is_canonical(const char *s, size_t len)
     return depth == 0;
 }
 
+#define PLAIN_MAX_KEYS 32 /* keys of one object checked for duplicates; more: not plain */
+
+/* One UTF-8 sequence at s[0..] as jansson accepts it (no overlong forms, no surrogates, at most U+10FFFF): its
+ * length, 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1fu;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0fu;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07u;
+    } else {
+        return 0;
+    }
+    if (avail < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* A string starting at s[*i] == '"' in the plain form: printable or valid UTF-8, escapes only those jansson writes
+ * back the same (\" \\ \b \f \n \r \t). Moves *i past the closing quote. */
+static int plain_string(const char *s, size_t len, size_t *i)
+{
+    size_t k = *i + 1;
+    while (k < len && s[k] != '"') {
+        unsigned char c = (unsigned char)s[k];
+        if (c < 0x20)
+            return 0;
+        if (c == '\\') {
+            if (k + 1 >= len || strchr("\"\\bfnrt", s[k + 1]) == NULL || s[k + 1] == '\0')
+                return 0;
+            k += 2;
+            continue;
+        }
+        size_t n = utf8_seq((const unsigned char *)s + k, len - k);
+        if (n == 0)
+            return 0;
+        k += n;
+    }
+    if (k >= len)
+        return 0;
+    *i = k + 1;
+    return 1;
+}
+
+/* One value at s[*i] in the plain form (see sb_sio_json_plain); moves *i past it. Recursion is bounded by
+ * RAW_MAX_DEPTH. */
+static int plain_value(const char *s, size_t len, size_t *i, int depth)
+{
+    if (*i >= len)
+        return 0;
+    char c = s[*i];
+    if (c == '"')
+        return plain_string(s, len, i);
+    if (c == '-' || is_digit(c)) {
+        size_t k = *i, start;
+        if (c == '-')
+            k++;
+        start = k;
+        if (k >= len || !is_digit(s[k]))
+            return 0;
+        if (s[k] == '0' && (c == '-' || (k + 1 < len && is_digit(s[k + 1]))))
+            return 0; /* "-0" is dumped as 0; a leading zero is invalid */
+        while (k < len && is_digit(s[k]))
+            k++;
+        if (k - start > 18 || (k < len && (s[k] == '.' || s[k] == 'e' || s[k] == 'E')))
+            return 0; /* could overflow json_int_t; reals are not written back the same */
+        *i = k;
+        return 1;
+    }
+    static const char *const lits[] = {"true", "false", "null"};
+    for (size_t l = 0; l < 3; l++) {
+        size_t n = strlen(lits[l]);
+        if (len - *i >= n && memcmp(s + *i, lits[l], n) == 0) {
+            *i += n;
+            return 1;
+        }
+    }
+    if ((c != '[' && c != '{') || depth >= RAW_MAX_DEPTH)
+        return 0;
+    char close = c == '[' ? ']' : '}';
+    const char *kstart[PLAIN_MAX_KEYS];
+    size_t klen[PLAIN_MAX_KEYS], nkeys = 0;
+    (*i)++;
+    if (*i < len && s[*i] == close) {
+        (*i)++;
+        return 1;
+    }
+    for (;;) {
+        if (c == '{') {
+            size_t ks = *i;
+            if (ks >= len || s[ks] != '"' || !plain_string(s, len, i) || *i >= len || s[*i] != ':')
+                return 0;
+            size_t kl = *i - ks - 2;
+            if (nkeys == PLAIN_MAX_KEYS)
+                return 0;
+            if (kl == 7 && memcmp(s + ks + 1, "$binary", 7) == 0)
+                return 0; /* becomes an attachment: the encoder must see it */
+            for (size_t k = 0; k < nkeys; k++)
+                if (klen[k] == kl && memcmp(kstart[k], s + ks + 1, kl) == 0)
+                    return 0; /* jansson keeps one of equal keys */
+            kstart[nkeys] = s + ks + 1;
+            klen[nkeys++] = kl;
+            (*i)++;
+        }
+        if (!plain_value(s, len, i, depth + 1) || *i >= len)
+            return 0;
+        if (s[*i] == close) {
+            (*i)++;
+            return 1;
+        }
+        if (s[*i] != ',')
+            return 0;
+        (*i)++;
+    }
+}
+
+int sb_sio_json_plain(const char *s, size_t len)
+{
+    size_t i = 0;
+    return s != NULL && len > 0 && plain_value(s, len, &i, 0) && i == len;
+}
+
 int sb_sio_event_args_raw(const sb_sio_packet_t *p, const char **rest, size_t *rest_len)
 {
     const char *s = p->text;

@@ -31,6 +31,10 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
 int sb_session_apply_join(sb_worker_t *w, json_t *msg, int join, const char **why);
 int sb_session_apply_disconnect(sb_worker_t *w, json_t *msg, const char **why);
 int sb_session_apply_ack(sb_worker_t *w, json_t *msg, const char **why);
+/* op ack whose msg was checked without jansson (sb_bus_apply): `sid` (sidlen bytes), a non-negative ack id, and
+ * `args`, a JSON array in the form sb_sio_json_plain accepts, forwarded to the client as it is. */
+int sb_session_apply_ack_raw(sb_worker_t *w, const char *sid, size_t sidlen, int64_t ack_id, const char *args,
+                             size_t args_len);
 
 /* The reserved namespace of the dashboard (signed in with an API key). */
 #define SB_ADMIN_NSP "/_admin"

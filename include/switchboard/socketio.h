@@ -72,6 +72,13 @@ int sb_sio_parse(const char *s, size_t len, unsigned max_attachments, sb_sio_pac
  * duplicate keys), 0 when the caller must dump p->data instead. */
 int sb_sio_event_args_raw(const sb_sio_packet_t *p, const char **rest, size_t *rest_len);
 
+/* 1 when s[0..len) is exactly one JSON value that jansson would parse (JSON_DECODE_ANY) and dump
+ * (JSON_COMPACT | JSON_PRESERVE_ORDER) back to the same bytes, and that holds no "$binary" key: no whitespace,
+ * integers of at most 18 digits (no reals, no "-0"), escapes only \" \\ \b \f \n \r \t, valid UTF-8, no
+ * duplicate keys, nesting at most 32 deep, at most 32 keys per object. 0 when it is not, or not certainly so:
+ * the caller then parses with jansson as before. The text can then be forwarded as it is. */
+int sb_sio_json_plain(const char *s, size_t len);
+
 /* Releases out->data. Safe on a cleared packet. */
 void sb_sio_packet_clear(sb_sio_packet_t *pkt);
 

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { nextEvent } from './lib/clients.mjs';
+import { entryOf } from './lib/backend.mjs';
+import { emitWithAckArgs, nextEvent } from './lib/clients.mjs';
 import { setupFile } from './lib/fixture.mjs';
 import { quietPeriod, waitUntil } from './lib/util.mjs';
 
@@ -63,6 +64,20 @@ test('malformed bus entries are skipped with the reason logged; later entries st
         [() => env.be.bus('ack', { socket: s.id, ack_id: -1 }), 'ack_id'],
         [() => env.be.bus('ack', { socket: s.id, ack_id: 'one' }), 'ack_id'],
         [() => env.be.bus('ack', { socket: s.id, ack_id: 1, args: 'x' }), 'args'],
+        // Texts close to the form the bus reader takes without jansson are still judged by jansson.
+        [() => raw('op', 'ack', 'msg', `{"socket":"${s.id}","ack_id":01,"args":[]}`), 'msg is not a JSON object'],
+        [() => raw('op', 'ack', 'msg', `{"socket":"${s.id}","ack_id":1,"args":[1,]}`), 'msg is not a JSON object'],
+        [() => raw('op', 'ack', 'msg', `{"socket":"${s.id}","ack_id":1,"args":[1]}x`), 'msg is not a JSON object'],
+        [
+            () =>
+                raw('op', 'ack', 'msg', Buffer.concat([Buffer.from(`{"socket":"${s.id}","ack_id":1,"args":["`),
+                    Buffer.from([0xc0, 0xaf]), Buffer.from('"]}')])),
+            'msg is not a JSON object',
+        ],
+        [() => raw('op', 'ack', 'msg', `{"socket":"${s.id}","ack_id":1,"args":{"a":1}}`), 'args'],
+        [() => raw('op', 'ack', 'msg', `{"socket":"${s.id}","ack_id":1.5,"args":[]}`), 'ack_id'],
+        [() => raw('op', 'ack', 'msg', `{"socket":"${s.id}","ack_id":-1,"args":[]}`), 'ack_id'],
+        [() => raw('op', 'ack', 'msg', `{"ack_id":1,"args":[]}`), 'socket'],
     ];
     const before = skipped.length;
     for (const [write] of cases) await write();
@@ -75,4 +90,41 @@ test('malformed bus entries are skipped with the reason logged; later entries st
     await quietPeriod(100);
     assert.deepEqual(got, ['after-bad'], 'nothing else reached the client');
     assert.ok(s.connected, 'the client is still connected');
+});
+
+test('op ack: plain msg texts are forwarded as they are, the others parsed; the client gets the same values', async (t) => {
+    const s = await env.client(t, '/');
+    const raw = (msg) => env.redis.sendCommand(['XADD', `${env.prefix}bus`, '*', 'op', 'ack', 'msg', msg]);
+    const ask = async (ev) => {
+        const answer = emitWithAckArgs(s, ev, [ev], 5000);
+        const entry = await env.be.readEvent(entryOf('event', s.id, ev), 5000);
+        return { answer, id: entry.ack_id };
+    };
+    const cases = [
+        // plain: what a JSON.stringify backend writes
+        [(id) => `{"socket":"${s.id}","ack_id":${id},"args":[{"t":1,"u":"é\\n\\"q\\""},[true,null],-5,""]}`,
+            [{ t: 1, u: 'é\n"q"' }, [true, null], -5, '']],
+        [(id) => `{"args":["x"],"ack_id":${id},"socket":"${s.id}"}`, ['x']],
+        [(id) => `{"socket":"${s.id}","ack_id":${id}}`, []],
+        [(id) => `{"socket":"${s.id}","ack_id":${id},"args":[]}`, []],
+        // not plain: whitespace, reals, \\u escapes, duplicate keys, other members, $binary
+        [(id) => `{ "socket": "${s.id}", "ack_id": ${id}, "args": [1.5, "\\u0041\\/", {"a":1,"a":2}] }`,
+            [1.5, 'A/', { a: 2 }]],
+        [(id) => `{"socket":"${s.id}","ack_id":${id},"args":[1],"extra":true}`, [1]],
+        [(id) => `{"socket":"${s.id}","ack_id":${id},"args":[{"$binary":"AQI="}]}`, [Buffer.from([1, 2])]],
+    ];
+    for (const [i, [msg, want]] of cases.entries()) {
+        const { answer, id } = await ask(`plain-${i}`);
+        await raw(msg(id));
+        const got = await answer;
+        assert.deepEqual(
+            got.map((v) => (v instanceof ArrayBuffer ? Buffer.from(v) : v)),
+            want,
+            `case ${i}: ${msg(id)}`,
+        );
+        // A second answer to the same ack id is ignored (it was taken off the socket).
+        await raw(msg(id));
+    }
+    await quietPeriod(100);
+    assert.ok(s.connected);
 });

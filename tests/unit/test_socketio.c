@@ -736,6 +736,72 @@ static void test_event_args_raw(void **state)
     sb_sio_packet_clear(&p);
 }
 
+/* sb_sio_json_plain: when it says 1, jansson must parse the text and dump it back to the same bytes. */
+static void check_plain(const char *txt, size_t len, int want)
+{
+    int got = sb_sio_json_plain(txt, len);
+    if (got != want)
+        fail_msg("sb_sio_json_plain(%.*s) = %d, want %d", (int)len, txt, got, want);
+    if (got) {
+        json_error_t err;
+        json_t *v = json_loadb(txt, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        assert_non_null(v);
+        char *d = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+        assert_non_null(d);
+        assert_int_equal(strlen(d), len);
+        assert_memory_equal(d, txt, len);
+        free(d);
+        json_decref(v);
+    }
+}
+
+static void test_json_plain(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *txt;
+        int want;
+    } cases[] = {
+        {"[]", 1},
+        {"[{\"t\":123,\"s\":0}]", 1},
+        {"[1,-2,\"x\",true,false,null,{},[[]]]", 1},
+        {"[\"a\\\"b\\\\c\\n\\t\\r\\b\\f\"]", 1},
+        {"[\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"]", 1},
+        {"{\"k\":{\"$bin\":\"x\"}}", 1},
+        {"[123456789012345678]", 1},
+        {"[1234567890123456789]", 0}, /* could overflow */
+        {"[1.5]", 0},
+        {"[1e3]", 0},
+        {"[-0]", 0},
+        {"[01]", 0},
+        {"[-]", 0},
+        {"[ 1]", 0},
+        {"[1,]", 0},
+        {"[1", 0},
+        {"[1]]", 0},
+        {"[\"\\u0041\"]", 0},
+        {"[\"\\/\"]", 0},
+        {"[\"\\x\"]", 0},
+        {"[\"a\x01\"]", 0},
+        {"[\"\xc0\xaf\"]", 0},         /* overlong */
+        {"[\"\xed\xa0\x80\"]", 0},     /* surrogate */
+        {"[\"\xf4\x90\x80\x80\"]", 0}, /* above U+10FFFF */
+        {"[\"\xc3\"]", 0},
+        {"{\"a\":1,\"a\":2}", 0},
+        {"[{\"$binary\":\"AAA=\"}]", 0},
+        {"[tru]", 0},
+        {"[truex]", 0},
+        {"[{\"a\"}]", 0},
+        {"[{1:2}]", 0},
+        {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", 1},
+        {"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", 0}, /* 33 deep */
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        check_plain(cases[i].txt, strlen(cases[i].txt), cases[i].want);
+    check_plain("[\"a\0b\"]", 7, 0); /* a raw NUL is a control character */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -757,6 +823,7 @@ int main(void)
         cmocka_unit_test(test_encode_parse_round_trip),
         cmocka_unit_test(test_attach_too_deep),
         cmocka_unit_test(test_event_args_raw),
+        cmocka_unit_test(test_json_plain),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
