@@ -304,23 +304,39 @@ uint64_t sb_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-void sb_random_id(char *out, size_t n)
+/* Random bytes come from getrandom in blocks of RANDOM_POOL per thread: a handshake takes three ids (engine sid,
+ * socket id, recovery secret) and one syscall each was measurable in the server's CPU per handshake. Bytes are
+ * used once and wiped as they are taken, so the pool holds only what is still to be handed out. */
+#define RANDOM_POOL 512
+static _Thread_local unsigned char random_pool[RANDOM_POOL];
+static _Thread_local size_t random_left;
+
+static void random_refill(void)
 {
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char rnd[64];
-    size_t done = 0;
-    while (done < n) {
-        size_t want = n - done < sizeof(rnd) ? n - done : sizeof(rnd);
-        ssize_t got = getrandom(rnd, want, 0);
-        if (got < 0) {
+    size_t got = 0;
+    while (got < sizeof(random_pool)) {
+        ssize_t r = getrandom(random_pool + got, sizeof(random_pool) - got, 0);
+        if (r < 0) {
             if (errno == EINTR)
                 continue;
             /* A session id from a broken CSPRNG would be guessable; there is
              * no safe way to go on. */
             abort();
         }
+        got += (size_t)r;
+    }
+    random_left = sizeof(random_pool);
+}
+
+void sb_random_id(char *out, size_t n)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for (size_t done = 0; done < n; done++) {
+        if (random_left == 0)
+            random_refill();
+        unsigned char *b = &random_pool[sizeof(random_pool) - random_left--];
         /* 64 divides 256, so masking keeps the distribution uniform. */
-        for (size_t i = 0; i < (size_t)got; i++)
-            out[done++] = alphabet[rnd[i] & 63];
+        out[done] = alphabet[*b & 63];
+        *b = 0;
     }
 }

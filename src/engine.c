@@ -190,7 +190,7 @@ static void op_respond_home(sb_worker_t *w, void *arg)
             memcpy(a->sid, op->sid, sizeof(a->sid));
             a->owner = op->owner;
             op->responded = 1;
-            if (sb_ws_upgrade(req, ws_upgraded_remote, a) != 0) {
+            if (sb_ws_upgrade(req, NULL, 0, ws_upgraded_remote, a) != 0) {
                 free(a);
                 send_eio_error(req, SB_EIO_ERR_BAD_REQUEST);
             }
@@ -766,13 +766,7 @@ static void ws_upgraded_new(void *data, h2o_socket_t *sock)
         sb_eio_close(c, "transport error");
         return;
     }
-    sb_buf_t open;
-    sb_buf_init(&open, 4096);
-    sb_buf_append_char(&open, '0');
-    sb_eio_handshake_json(&open, c->sid, 0, c->w->cfg->ping_interval_ms, c->w->cfg->ping_timeout_ms,
-                          c->w->cfg->max_payload);
-    sb_ws_send(c->ws, 0, open.base, open.len);
-    sb_buf_free(&open);
+    /* The open packet went out with the 101 (sb_ws_upgrade). */
     hb_start(c);
     sb_session_on_open(c);
 }
@@ -920,7 +914,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                 return 0;
             }
             c->ws_pending = 1;
-            if (sb_ws_upgrade(req, ws_upgraded_new, c) != 0) {
+            sb_buf_t open;
+            sb_buf_init(&open, 4096);
+            sb_buf_append_char(&open, '0');
+            sb_eio_handshake_json(&open, c->sid, 0, cfg->ping_interval_ms, cfg->ping_timeout_ms, cfg->max_payload);
+            int up = open.base != NULL ? sb_ws_upgrade(req, open.base, open.len, ws_upgraded_new, c) : SB_ENOMEM;
+            sb_buf_free(&open);
+            if (up != 0) {
                 c->ws_pending = 0;
                 sb_map_del(&w->conns, c->sid, SB_SID_LEN);
                 atomic_fetch_sub(&w->stats.connections, 1);
