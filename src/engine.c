@@ -10,6 +10,7 @@
  * arriving on another worker is checked the same way, then its raw socket is
  * exported from the home loop and imported into the owner's loop.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,13 +260,17 @@ static sb_eio_conn_t *conn_new(sb_worker_t *w, sb_eio_transport_t transport, h2o
 
     struct sockaddr_storage ss;
     socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    char host[NI_MAXHOST > 64 ? 64 : NI_MAXHOST];
-    size_t hl = sl > 0 ? h2o_socket_getnumerichost((struct sockaddr *)&ss, sl, host) : SIZE_MAX;
-    if (hl == SIZE_MAX || hl >= sizeof(host))
-        snprintf(c->remote, sizeof(c->remote), "unknown");
+    char host[INET6_ADDRSTRLEN > 64 ? INET6_ADDRSTRLEN : 64];
+    /* inet_ntop, not getnameinfo (h2o_socket_getnumerichost): the same numeric text at a fraction of the cost */
+    const char *ok = NULL;
+    if (sl > 0 && ss.ss_family == AF_INET)
+        ok = inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+    else if (sl > 0 && ss.ss_family == AF_INET6)
+        ok = inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+    if (ok == NULL)
+        sb_strcopy(c->remote, sizeof(c->remote), "unknown");
     else {
-        host[hl] = '\0';
-        snprintf(c->addr, sizeof(c->addr), "%s", host);
+        sb_strcopy(c->addr, sizeof(c->addr), host);
         sb_log_mask_addr(host, c->remote, sizeof(c->remote));
     }
     ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);

@@ -56,19 +56,19 @@ static void test_declines(void **state)
     expect_declined("[1]", 0);
     expect_declined("\"s\"", 0);
     expect_declined("{\"a\":1,\"a\":2}", SB_JSON_FLAT_REJECT_DUPLICATES);
-    expect_declined("{\"a\":{\"b\":1}}", 0);                  /* nested object */
-    expect_declined("{\"a\":[[1]]}", 0);                      /* nested array */
-    expect_declined("{\"a\":\"\\u00e9\"}", 0);                /* escape */
-    expect_declined("{\"a\":\"\xc3\xa9\"}", 0);               /* non-ASCII */
-    expect_declined("{\"a\":\"\x01\"}", 0);                   /* control character */
-    expect_declined("{\"a\":1.5}", 0);                        /* real */
-    expect_declined("{\"a\":1e3}", 0);                        /* exponent */
-    expect_declined("{\"a\":01}", 0);                         /* leading zero */
-    expect_declined("{\"a\":1234567890123456789}", 0);        /* 19 digits */
+    expect_declined("{\"a\":{\"b\":1}}", 0);           /* nested object */
+    expect_declined("{\"a\":[[1]]}", 0);               /* nested array */
+    expect_declined("{\"a\":\"\\u00e9\"}", 0);         /* escape */
+    expect_declined("{\"a\":\"\xc3\xa9\"}", 0);        /* non-ASCII */
+    expect_declined("{\"a\":\"\x01\"}", 0);            /* control character */
+    expect_declined("{\"a\":1.5}", 0);                 /* real */
+    expect_declined("{\"a\":1e3}", 0);                 /* exponent */
+    expect_declined("{\"a\":01}", 0);                  /* leading zero */
+    expect_declined("{\"a\":1234567890123456789}", 0); /* 19 digits */
     expect_declined("{\"a\":-}", 0);
     expect_declined("{\"a\":tru}", 0);
     expect_declined("{\"a\":truex}", 0);
-    expect_declined("{\"a\":1} x", 0);                        /* trailing bytes */
+    expect_declined("{\"a\":1} x", 0); /* trailing bytes */
     expect_declined("{\"a\":1,}", 0);
     expect_declined("{\"a\" 1}", 0);
     expect_declined("{\"a\":1", 0);
