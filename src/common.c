@@ -342,6 +342,23 @@ size_t sb_strcopy(char *dst, size_t cap, const char *src)
     return n;
 }
 
+size_t sb_ipv4_text(const unsigned char a[4], char *out)
+{
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = a[i];
+        if (v >= 100)
+            out[n++] = (char)('0' + v / 100);
+        if (v >= 10)
+            out[n++] = (char)('0' + v / 10 % 10);
+        out[n++] = (char)('0' + v % 10);
+        if (i < 3)
+            out[n++] = '.';
+    }
+    out[n] = '\0';
+    return n;
+}
+
 void sb_random_id(char *out, size_t n)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -219,6 +219,19 @@ static void test_strcopy(void **state)
     assert_string_equal(b, "");
 }
 
+static void test_ipv4_text(void **state)
+{
+    (void)state;
+    char b[16];
+    const unsigned char a[4] = {127, 0, 10, 255}, z[4] = {0, 0, 0, 0}, m[4] = {255, 255, 255, 255};
+    assert_int_equal(sb_ipv4_text(a, b), 12);
+    assert_string_equal(b, "127.0.10.255");
+    assert_int_equal(sb_ipv4_text(z, b), 7);
+    assert_string_equal(b, "0.0.0.0");
+    assert_int_equal(sb_ipv4_text(m, b), 15);
+    assert_string_equal(b, "255.255.255.255");
+}
+
 static void test_random_id(void **state)
 {
     (void)state;
@@ -274,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_base64_invalid),
         cmocka_unit_test(test_random_id),
         cmocka_unit_test(test_strcopy),
+        cmocka_unit_test(test_ipv4_text),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_strerror_all),
     };
