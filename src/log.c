@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "switchboard/common.h"
 #include "switchboard/log.h"
 
 #define LINE_MAX_BYTES 16384
@@ -382,7 +383,7 @@ void sb_log_mask_addr(const char *addr, char *out, unsigned long outlen)
 
     if (inet_pton(AF_INET, tmp, a) == 1) {
         a[3] = 0;
-        inet_ntop(AF_INET, a, text, sizeof(text));
+        sb_ipv4_text(a, text);
     } else if (inet_pton(AF_INET6, tmp, a) == 1) {
         static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         if (memcmp(a, mapped, sizeof(mapped)) == 0) {

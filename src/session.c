@@ -542,7 +542,7 @@ static void replay_begin(sb_socket_t *s, const char *cursor)
     sb_worker_t *w = s->w;
     backlog_t *bl = backlog_of(w);
     recovery_t *rec = s->rec;
-    snprintf(rec->cursor, sizeof(rec->cursor), "%s", cursor);
+    sb_strcopy(rec->cursor, sizeof(rec->cursor), cursor);
     memcpy(rec->upto, w->bus_last_id, sizeof(rec->upto));
     rec->from = bl->base + bl->len;
     rec->epoch = bl->epoch;
@@ -695,8 +695,12 @@ static void connected(sb_socket_t *s)
      * it) and the bus position replay would start after. */
     char pid[SB_SID_LEN + 1 + PID_SECRET_LEN + 1] = "";
     int with_pid = s->rec != NULL && s->rec->secret[0] != '\0';
-    if (with_pid)
-        snprintf(pid, sizeof(pid), "%s.%s", s->id, s->rec->secret);
+    if (with_pid) {
+        /* "<sid>.<secret>": both fixed-length ids */
+        memcpy(pid, s->id, SB_SID_LEN);
+        pid[SB_SID_LEN] = '.';
+        sb_strcopy(pid + SB_SID_LEN + 1, sizeof(pid) - SB_SID_LEN - 1, s->rec->secret);
+    }
     if (sb_sio_encode_connect(&sio, s->nsp, s->id, with_pid ? pid : NULL, with_pid ? s->rec->offset : NULL) == 0)
         send_packet_text(s, &sio);
     sb_buf_free(&sio);
@@ -1530,11 +1534,13 @@ static void register_new(sb_socket_t *s, char *auth)
     /* In the local room index at once, replaying: the connect entry reaches backends before Redis answers us, and
      * a join or emit they send right away is for this socket. Live entries skip it until the CONNECT answer went
      * out; then the replay from the bus position of this moment brings them, in order. */
-    snprintf(s->rec->offset, sizeof(s->rec->offset), "%s", w->bus_last_id);
+    sb_strcopy(s->rec->offset, sizeof(s->rec->offset), w->bus_last_id);
     s->rec->fresh = 1;
     replay_begin(s, s->rec->offset); /* nothing to fetch: what comes meanwhile waits in the backlog */
     char room[8 + 512];
-    int n = snprintf(room, sizeof(room), "user:%s", s->user);
+    memcpy(room, "user:", 5);
+    size_t un = sb_strcopy(room + 5, sizeof(room) - 5, s->user);
+    int n = un < sizeof(room) - 5 ? (int)(5 + un) : (int)sizeof(room);
     int bad = local_join(s, "", 0) < 0 || local_join(s, s->id, SB_SID_LEN) < 0 ||
               (n > 0 && (size_t)n < sizeof(room) && local_join(s, room, (size_t)n) < 0);
     for (size_t i = 0; !bad && s->claims != NULL && i < s->claims->join.count; i++)

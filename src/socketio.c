@@ -5,6 +5,7 @@
  * Redis, so every shape rule is checked once, at the edge.
  */
 #include "switchboard/socketio.h"
+#include "switchboard/json.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -245,7 +246,10 @@ static int parse_packet(const char *s, size_t len, unsigned max_attachments, sb_
             out->text = s + i;
             out->text_len = len - i;
         }
-        out->data = json_loadb(s + i, len - i, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        /* a CONNECT payload is a small flat object: built without jansson's lexer when it is a plain one */
+        out->data = sb_json_load_flat(s + i, len - i, 0);
+        if (out->data == NULL)
+            out->data = json_loadb(s + i, len - i, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
         if (out->data == NULL) {
             if (json_error_code(&err) == json_error_out_of_memory) {
                 *why = "out of memory";

@@ -105,17 +105,10 @@ static size_t header_len(size_t len)
     return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
 }
 
-static sb_ws_frame_t *frame_build(int opcode, const void *payload, size_t len)
+/* Writes a final frame's header for a payload of len bytes at p (header_len(len) bytes). */
+static void put_header(uint8_t *p, int opcode, size_t len)
 {
     size_t hl = header_len(len);
-    if (len > SIZE_MAX - sizeof(sb_ws_frame_t) - hl)
-        return NULL;
-    sb_ws_frame_t *f = malloc(sizeof(*f) + hl + len);
-    if (f == NULL)
-        return NULL;
-    f->refcnt = 1;
-    f->len = hl + len;
-    uint8_t *p = (uint8_t *)f->data;
     p[0] = (uint8_t)(0x80 | opcode);
     if (hl == 2) {
         p[1] = (uint8_t)len;
@@ -129,6 +122,20 @@ static sb_ws_frame_t *frame_build(int opcode, const void *payload, size_t len)
         for (int i = 0; i < 8; i++)
             p[2 + i] = (uint8_t)(l >> (56 - 8 * i));
     }
+}
+
+static sb_ws_frame_t *frame_build(int opcode, const void *payload, size_t len)
+{
+    size_t hl = header_len(len);
+    if (len > SIZE_MAX - sizeof(sb_ws_frame_t) - hl)
+        return NULL;
+    sb_ws_frame_t *f = malloc(sizeof(*f) + hl + len);
+    if (f == NULL)
+        return NULL;
+    f->refcnt = 1;
+    f->len = hl + len;
+    uint8_t *p = (uint8_t *)f->data;
+    put_header(p, opcode, len);
     if (len != 0)
         memcpy(p + hl, payload, len);
     return f;
@@ -374,7 +381,7 @@ static int accept_digest(const void *src, size_t len, uint8_t *digest, unsigned 
     return ok ? 0 : SB_EIO;
 }
 
-int sb_ws_upgrade(h2o_req_t *req, sb_ws_upgrade_cb cb, void *data)
+int sb_ws_upgrade(h2o_req_t *req, const void *first, size_t first_len, sb_ws_upgrade_cb cb, void *data)
 {
     if (!sb_ws_is_handshake(req))
         return SB_EPROTO;
@@ -399,7 +406,21 @@ int sb_ws_upgrade(h2o_req_t *req, sb_ws_upgrade_cb cb, void *data)
     req->res.reason = "Switching Protocols";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, accept, 28);
-    h2o_http1_upgrade(req, NULL, 0, on_upgrade_complete, u);
+    /* The first text frame goes out in the same write as the 101: one TCP segment fewer per handshake, which on
+     * loopback is kernel time charged to us. h2o writes the buffers after the headers and keeps pointing at them
+     * until the write completes, so they live in the request's pool (freed only after on_upgrade_complete). */
+    h2o_iovec_t frame = {NULL, 0};
+    if (first != NULL) {
+        size_t hl = header_len(first_len);
+        if (first_len > SIZE_MAX - hl)
+            return SB_ETOOBIG;
+        frame.base = h2o_mem_alloc_pool(&req->pool, hl + first_len);
+        frame.len = hl + first_len;
+        uint8_t *p = (uint8_t *)frame.base;
+        put_header(p, OP_TEXT, first_len);
+        memcpy(p + hl, first, first_len);
+    }
+    h2o_http1_upgrade(req, &frame, frame.base != NULL ? 1 : 0, on_upgrade_complete, u);
     return 0;
 }
 

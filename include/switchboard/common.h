@@ -26,6 +26,14 @@
 /* Returns a static, human-readable name for an SB_E* code. */
 const char *sb_strerror(int err);
 
+/* Copies src into dst (cap > 0 bytes), truncating, always NUL-terminated; returns strlen(src), so a result >= cap
+ * means truncated. What snprintf(dst, cap, "%s", src) does, without printf's cost on the hot paths. */
+size_t sb_strcopy(char *dst, size_t cap, const char *src);
+
+/* Dotted-quad text of an IPv4 address (4 bytes, network order) into out (at least 16 bytes); returns its length.
+ * glibc's inet_ntop formats IPv4 with sprintf, a cost every handshake paid twice. */
+size_t sb_ipv4_text(const unsigned char a[4], char *out);
+
 /* A byte buffer with a hard cap. Zero-initialise, or use sb_buf_init. */
 typedef struct sb_buf {
     char *base; /* malloc'd; NULL while empty and never grown */

@@ -63,9 +63,10 @@ typedef void (*sb_ws_upgrade_cb)(void *data, h2o_socket_t *sock);
 
 /* Sends 101 Switching Protocols with Sec-WebSocket-Accept (plus the extra
  * headers already added to req->res.headers, e.g. CORS) and hands over the raw
- * socket. Returns 0, or SB_EPROTO when req is not a valid handshake (nothing
- * was sent; the caller answers 400 and cb is never called). */
-int sb_ws_upgrade(h2o_req_t *req, sb_ws_upgrade_cb cb, void *data);
+ * socket. first (first_len bytes, may be NULL) is sent as a text frame in the
+ * same write as the response. Returns 0, or SB_EPROTO when req is not a valid
+ * handshake (nothing was sent; the caller answers 400 and cb is never called). */
+int sb_ws_upgrade(h2o_req_t *req, const void *first, size_t first_len, sb_ws_upgrade_cb cb, void *data);
 
 /* Takes ownership of an upgraded socket on ctx's loop and starts reading.
  * max_message bounds a reassembled incoming message (close 1009 past it);

@@ -52,9 +52,10 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -g -O1 -Wall -Wextra -Werror -f
 sources_of() {
     case "$1" in
     fuzz_engineio) echo "src/common.c src/engineio.c" ;;
-    fuzz_socketio) echo "src/common.c src/socketio.c" ;;
+    fuzz_socketio) echo "src/common.c src/json.c src/socketio.c" ;;
+    fuzz_json) echo "src/json.c" ;;
     fuzz_ws) echo "src/common.c src/ws.c" ;;
-    fuzz_auth) echo "src/common.c src/auth.c src/map.c" ;;
+    fuzz_auth) echo "src/common.c src/json.c src/auth.c src/map.c" ;;
     *) echo "src/common.c src/${1#fuzz_}.c" ;;
     esac
 }
@@ -62,6 +63,7 @@ libs_of() {
     case "$1" in
     fuzz_engineio) echo "" ;;
     fuzz_socketio) echo "jansson" ;;
+    fuzz_json) echo "jansson" ;;
     fuzz_ws) echo "libh2o-evloop openssl" ;;
     fuzz_auth) echo "libjwt jansson openssl" ;;
     *) echo "libh2o-evloop hiredis jansson libjwt openssl" ;;

@@ -147,4 +147,25 @@ write("fuzz_ws", "st_fragments", b"\x01" + structured((0x01, "ab"), (0x84, "p"),
 write("fuzz_ws", "st_close", b"\x01" + structured((0x81, "x"), (0x83, b"\x03\xe8")))
 write("fuzz_ws", "st_raw_b0", b"\x01" + structured((0x41, "x"), (0xC1, "y")))
 
+# fuzz_json: the flat objects of a handshake, and near misses jansson must judge.
+json_seeds = {
+    "connect_token": '{"token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2ln"}',
+    "connect_room": '{"room":"bench","token":"abc"}',
+    "jwt_header": '{"alg":"HS256","typ":"JWT"}',
+    "jwt_claims": '{"sub":"u1","iat":1795849779,"exp":1795853379,"join":["bench"],"rooms":["a","b"]}',
+    "spaces": ' { "a" : [ 1 , -2 , true , false , null ] , "b" : "" } ',
+    "dup": '{"a":1,"a":2}',
+    "empty": '{}',
+    "nested": '{"a":{"b":1}}',
+    "escape": '{"a":"\\u00e9"}',
+    "utf8": '{"a":"\u00e9"}',
+    "real": '{"a":1.5,"b":1e3}',
+    "big": '{"a":123456789012345678901}',
+    "lead0": '{"a":01}',
+    "trailing": '{"a":1} x',
+    "array_nested": '{"a":[[1]]}',
+}
+for name, text in json_seeds.items():
+    write("fuzz_json", name, text)
+
 print("seeds written under", CORPUS)

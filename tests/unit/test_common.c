@@ -205,6 +205,33 @@ static void test_base64_invalid(void **state)
     assert_int_equal(sb_base64_decode("AQ\0D", 4, dec, &dlen), SB_EPROTO);
 }
 
+static void test_strcopy(void **state)
+{
+    (void)state;
+    char b[4];
+    assert_int_equal(sb_strcopy(b, sizeof(b), "ab"), 2);
+    assert_string_equal(b, "ab");
+    assert_int_equal(sb_strcopy(b, sizeof(b), "abc"), 3);
+    assert_string_equal(b, "abc");
+    assert_int_equal(sb_strcopy(b, sizeof(b), "abcdef"), 6); /* truncated: the result says so */
+    assert_string_equal(b, "abc");
+    assert_int_equal(sb_strcopy(b, 1, "x"), 1);
+    assert_string_equal(b, "");
+}
+
+static void test_ipv4_text(void **state)
+{
+    (void)state;
+    char b[16];
+    const unsigned char a[4] = {127, 0, 10, 255}, z[4] = {0, 0, 0, 0}, m[4] = {255, 255, 255, 255};
+    assert_int_equal(sb_ipv4_text(a, b), 12);
+    assert_string_equal(b, "127.0.10.255");
+    assert_int_equal(sb_ipv4_text(z, b), 7);
+    assert_string_equal(b, "0.0.0.0");
+    assert_int_equal(sb_ipv4_text(m, b), 15);
+    assert_string_equal(b, "255.255.255.255");
+}
+
 static void test_random_id(void **state)
 {
     (void)state;
@@ -259,6 +286,8 @@ int main(void)
         cmocka_unit_test(test_base64_round_trip_binary),
         cmocka_unit_test(test_base64_invalid),
         cmocka_unit_test(test_random_id),
+        cmocka_unit_test(test_strcopy),
+        cmocka_unit_test(test_ipv4_text),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_strerror_all),
     };

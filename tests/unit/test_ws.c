@@ -876,7 +876,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     up.handshake = sb_ws_is_handshake(req);
-    up.upgrade_ret = sb_ws_upgrade(req, on_upgraded, &up);
+    /* The first frame rides with the 101, before the WebSocket exists. */
+    up.upgrade_ret = sb_ws_upgrade(req, "first", 5, on_upgraded, &up);
     if (up.upgrade_ret != 0) {
         req->res.status = 400;
         req->res.reason = "Bad Request";
@@ -995,6 +996,7 @@ static void test_upgrade_http(void **state)
     assert_non_null(strcasestr(head, "\r\nupgrade: websocket\r\n"));
     assert_non_null(strcasestr(head, "\r\nconnection: upgrade\r\n"));
     assert_non_null(strcasestr(head, "\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    expect_frame(e, c, 1, "first", 5);
     expect_frame(e, c, 1, "early", 5);
     send_frame(c, 1, 1, "later", 5);
     expect_frame(e, c, 1, "later", 5);
