@@ -60,40 +60,6 @@ static int puts_(line_t *l, const char *s)
     return put(l, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when invalid.
- * Invalid bytes come from clients (event names, user agents); writing them raw
- * would make the line unparsable for strict JSON readers. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t need;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return need;
-}
-
 /* Appends s as a JSON string. When it does not fit, writes as much as fits
  * (never splitting an escape or a UTF-8 sequence), closes the quote, and
  * returns -1 so the caller stops adding fields. */
@@ -149,7 +115,7 @@ static int put_json_str(line_t *l, const char *s)
                 esc[5] = hex[c & 15];
                 elen = 6;
             } else if (c >= 0x80) {
-                step = utf8_len(p + i, n - i);
+                step = sb_utf8_seq(p + i, n - i);
                 if (step == 0) {
                     memcpy(esc, "\\ufffd", 6);
                     elen = 6;

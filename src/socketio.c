@@ -371,39 +371,6 @@ static int raw_is_canonical(const char *s, size_t len)
 
 #define PLAIN_MAX_KEYS 32 /* keys of one object checked for duplicates; more: not plain */
 
-/* One UTF-8 sequence at s[0..] as jansson accepts it (no overlong forms, no surrogates, at most U+10FFFF): its
- * length, 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1fu;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0fu;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07u;
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* A string starting at s[*i] == '"' in the plain form: printable or valid UTF-8, escapes only those jansson writes
  * back the same (\" \\ \b \f \n \r \t). Moves *i past the closing quote. */
 static int plain_string(const char *s, size_t len, size_t *i)
@@ -419,7 +386,7 @@ static int plain_string(const char *s, size_t len, size_t *i)
             k += 2;
             continue;
         }
-        size_t n = utf8_seq((const unsigned char *)s + k, len - k);
+        size_t n = sb_utf8_seq((const unsigned char *)s + k, len - k);
         if (n == 0)
             return 0;
         k += n;

@@ -30,6 +30,10 @@ const char *sb_strerror(int err);
  * means truncated. What snprintf(dst, cap, "%s", src) does, without printf's cost on the hot paths. */
 size_t sb_strcopy(char *dst, size_t cap, const char *src);
 
+/* Length of the UTF-8 sequence at s (avail > 0 bytes readable) as jansson and RFC 3629 accept it (no overlong
+ * forms, no surrogates, at most U+10FFFF), 0 when invalid. */
+size_t sb_utf8_seq(const unsigned char *s, size_t avail);
+
 /* Dotted-quad text of an IPv4 address (4 bytes, network order) into out (at least 16 bytes); returns its length.
  * glibc's inet_ntop formats IPv4 with sprintf, a cost every handshake paid twice. */
 size_t sb_ipv4_text(const unsigned char a[4], char *out);

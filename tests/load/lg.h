@@ -169,8 +169,8 @@ int lg_backend_open(void);
 void lg_backend_close(void);
 int lg_backend_publish(const char *msg_json, size_t n);    /* XADD bus op emit */
 int lg_backend_join(char **sids, int n, const char *room); /* XADD bus op join */
-int lg_backend_start_acker(void); /* read <prefix>events: answer events with op ack, report the others */
-long long lg_backend_used_memory(void);                    /* INFO memory used_memory, -1 unknown */
+int lg_backend_start_acker(void);       /* read <prefix>events: answer events with op ack, report the others */
+long long lg_backend_used_memory(void); /* INFO memory used_memory, -1 unknown */
 
 /* Finds `"key":` in p[0..n) and parses the unsigned number after it. */
 int lg_find_u64(const char *p, size_t n, const char *key, uint64_t *out);

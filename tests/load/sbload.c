@@ -852,15 +852,14 @@ static void report(void)
         int short_clients = 0; /* clients with events never seen */
         for (int i = 0; by_stream && i < ev_emitters; i++)
             short_clients += R.members[i].ev_seen < R.members[i].ev_sent;
-        fprintf(f, ",\"rate\":%.2f,\"window\":%d,\"emitters\":%d,\"duration_s\":%.2f,\"counted_by\":\"%s\"",
-                R.cfg.rate, R.cfg.rate > 0 ? 0 : R.cfg.window, ev_emitters, R.cfg.duration,
-                by_stream ? "stream" : "server");
-        fprintf(f, ",\"events_sent\":%llu,\"events_seen\":%llu,\"events_missing\":%llu",
-                (unsigned long long)R.ev_sent, (unsigned long long)got,
-                (unsigned long long)(R.ev_sent > got ? R.ev_sent - got : 0));
+        fprintf(f, ",\"rate\":%.2f,\"window\":%d,\"emitters\":%d,\"duration_s\":%.2f,\"counted_by\":\"%s\"", R.cfg.rate,
+                R.cfg.rate > 0 ? 0 : R.cfg.window, ev_emitters, R.cfg.duration, by_stream ? "stream" : "server");
+        fprintf(f, ",\"events_sent\":%llu,\"events_seen\":%llu,\"events_missing\":%llu", (unsigned long long)R.ev_sent,
+                (unsigned long long)got, (unsigned long long)(R.ev_sent > got ? R.ev_sent - got : 0));
         if (by_stream)
-            fprintf(f, ",\"events_duplicates\":%llu,\"events_bogus\":%llu,\"events_unknown_socket\":%llu,"
-                       "\"clients_missing\":%d",
+            fprintf(f,
+                    ",\"events_duplicates\":%llu,\"events_bogus\":%llu,\"events_unknown_socket\":%llu,"
+                    "\"clients_missing\":%d",
                     (unsigned long long)R.ev_dups, (unsigned long long)R.ev_bogus, (unsigned long long)R.ev_unknown,
                     short_clients);
         else
@@ -917,8 +916,7 @@ static void report(void)
         double span = R.t_last_seen - t_measure, units = got ? (double)got : 1;
         fprintf(stderr, "; %llu/%llu events seen (%s), %llu dup, %.0f events/s, server %.2f us user %.2f us sys/event",
                 (unsigned long long)got, (unsigned long long)R.ev_sent, R.cfg.pub_redis ? "stream" : "server count",
-                (unsigned long long)R.ev_dups, span > 0 ? (double)got / span : 0.0, su * 1e6 / units,
-                ss * 1e6 / units);
+                (unsigned long long)R.ev_dups, span > 0 ? (double)got / span : 0.0, su * 1e6 / units, ss * 1e6 / units);
         if (rt >= 0)
             fprintf(stderr, ", redis %.2f us/event", rt * 1e6 / units);
     }
