@@ -316,7 +316,7 @@ static int check_header(const policy_t *p, const char *seg, size_t len, const ch
         return fail(code, message, "token_invalid", "token header is not base64url");
     json_error_t jerr;
     /* Duplicate keys refused: no second "alg" for another parser to prefer. */
-    json_t *h = sb_json_load_flat((const char *)buf, n, SB_JSON_FLAT_REJECT_DUPLICATES);
+    json_t *h = sb_json_load_simple((const char *)buf, n, SB_JSON_SIMPLE_REJECT_DUPLICATES);
     if (h == NULL)
         h = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, &jerr);
     if (h == NULL || !json_is_object(h)) {
@@ -454,7 +454,7 @@ static int verify_with(const policy_t *p, const char *token, size_t len, uint64_
             free(body);
             return fail(code, message, "token_invalid", "bad token signature or malformed token");
         }
-        root = sb_json_load_flat((const char *)body, n, 0);
+        root = sb_json_load_simple((const char *)body, n, 0);
         if (root == NULL)
             root = json_loadb((const char *)body, n, 0, &jerr);
         free(body);

@@ -1,5 +1,5 @@
 /*
- * json.c — sb_json_load_flat: one pass over a small flat object, building the
+ * json.c — sb_json_load_simple: one pass over a small simple text, building the
  * json_t jansson would build; anything unusual is declined (NULL) and left to
  * json_loadb. tests/fuzz/fuzz_json.c checks the equality against jansson.
  */
@@ -94,11 +94,13 @@ static json_t *scan_scalar(cur_t *c)
     return NULL;
 }
 
-static json_t *scan_value(cur_t *c)
+#define MAX_DEPTH 8 /* deeper texts go to jansson; keeps the recursion bounded */
+
+static json_t *scan_value(cur_t *c, int flags, int depth);
+
+static json_t *scan_array(cur_t *c, int flags, int depth)
 {
-    if (c->p >= c->end || *c->p != '[')
-        return scan_scalar(c);
-    c->p++;
+    c->p++; /* '[' */
     json_t *a = json_array();
     if (a == NULL)
         return NULL;
@@ -109,7 +111,7 @@ static json_t *scan_value(cur_t *c)
     }
     for (;;) {
         skip_ws(c);
-        json_t *v = scan_scalar(c);
+        json_t *v = scan_value(c, flags, depth + 1);
         if (v == NULL || json_array_append_new(a, v) != 0)
             break;
         skip_ws(c);
@@ -126,55 +128,75 @@ static json_t *scan_value(cur_t *c)
     return NULL;
 }
 
-json_t *sb_json_load_flat(const char *buf, size_t len, int flags)
+static json_t *scan_object(cur_t *c, int flags, int depth)
+{
+    c->p++; /* '{' */
+    json_t *o = json_object();
+    if (o == NULL)
+        return NULL;
+    skip_ws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return o;
+    }
+    for (;;) {
+        const char *k;
+        size_t kn;
+        skip_ws(c);
+        if (scan_string(c, &k, &kn) != 0)
+            break;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p++ != ':')
+            break;
+        skip_ws(c);
+        if ((flags & SB_JSON_SIMPLE_REJECT_DUPLICATES) && json_object_getn(o, k, kn) != NULL)
+            break;
+        json_t *v = scan_value(c, flags, depth + 1);
+        /* a later duplicate replaces the value in place, as jansson's parser does */
+        if (v == NULL || json_object_setn_new_nocheck(o, k, kn, v) != 0)
+            break;
+        skip_ws(c);
+        if (c->p >= c->end)
+            break;
+        if (*c->p == '}') {
+            c->p++;
+            return o;
+        }
+        if (*c->p++ != ',')
+            break;
+    }
+    json_decref(o);
+    return NULL;
+}
+
+static json_t *scan_value(cur_t *c, int flags, int depth)
+{
+    if (c->p >= c->end)
+        return NULL;
+    if (*c->p == '{' || *c->p == '[') {
+        if (depth >= MAX_DEPTH)
+            return NULL;
+        return *c->p == '{' ? scan_object(c, flags, depth) : scan_array(c, flags, depth);
+    }
+    return scan_scalar(c);
+}
+
+json_t *sb_json_load_simple(const char *buf, size_t len, int flags)
 {
     if (buf == NULL)
         return NULL;
     cur_t c = {buf, buf + len};
     skip_ws(&c);
-    if (c.p >= c.end || *c.p != '{')
+    /* an object or an array, as json_loadb without JSON_DECODE_ANY takes */
+    if (c.p >= c.end || (*c.p != '{' && *c.p != '['))
         return NULL;
-    c.p++;
-    json_t *o = json_object();
-    if (o == NULL)
+    json_t *v = scan_value(&c, flags, 0);
+    if (v == NULL)
         return NULL;
     skip_ws(&c);
-    if (c.p < c.end && *c.p == '}') {
-        c.p++;
-        goto done;
+    if (c.p != c.end) { /* trailing bytes: jansson's error */
+        json_decref(v);
+        return NULL;
     }
-    for (;;) {
-        const char *k;
-        size_t kn;
-        skip_ws(&c);
-        if (scan_string(&c, &k, &kn) != 0)
-            goto decline;
-        skip_ws(&c);
-        if (c.p >= c.end || *c.p++ != ':')
-            goto decline;
-        skip_ws(&c);
-        if ((flags & SB_JSON_FLAT_REJECT_DUPLICATES) && json_object_getn(o, k, kn) != NULL)
-            goto decline;
-        json_t *v = scan_value(&c);
-        /* a later duplicate replaces the value in place, as jansson's parser does */
-        if (v == NULL || json_object_setn_new_nocheck(o, k, kn, v) != 0)
-            goto decline;
-        skip_ws(&c);
-        if (c.p >= c.end)
-            goto decline;
-        if (*c.p == '}') {
-            c.p++;
-            break;
-        }
-        if (*c.p++ != ',')
-            goto decline;
-    }
-done:
-    skip_ws(&c);
-    if (c.p != c.end) /* trailing bytes: jansson's error */
-        goto decline;
-    return o;
-decline:
-    json_decref(o);
-    return NULL;
+    return v;
 }

@@ -246,8 +246,8 @@ static int parse_packet(const char *s, size_t len, unsigned max_attachments, sb_
             out->text = s + i;
             out->text_len = len - i;
         }
-        /* a CONNECT payload is a small flat object: built without jansson's lexer when it is a plain one */
-        out->data = sb_json_load_flat(s + i, len - i, 0);
+        /* CONNECT payloads and event arrays are mostly simple: built without jansson's lexer when they are */
+        out->data = sb_json_load_simple(s + i, len - i, 0);
         if (out->data == NULL)
             out->data = json_loadb(s + i, len - i, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
         if (out->data == NULL) {

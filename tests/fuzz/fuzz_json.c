@@ -1,5 +1,5 @@
 /*
- * fuzz_json.c — libFuzzer target for sb_json_load_flat, differential against
+ * fuzz_json.c — libFuzzer target for sb_json_load_simple, differential against
  * jansson: whenever the fast path returns an object, json_loadb must accept the
  * same bytes and give an equal value with the same key order; with duplicate
  * keys refused, the fast path must decline whatever jansson refuses.
@@ -9,9 +9,9 @@
 #include <string.h>
 #include "switchboard/json.h"
 
-static void check(const uint8_t *data, size_t size, int flat_flags, size_t jflags)
+static void check(const uint8_t *data, size_t size, int simple_flags, size_t jflags)
 {
-    json_t *f = sb_json_load_flat((const char *)data, size, flat_flags);
+    json_t *f = sb_json_load_simple((const char *)data, size, simple_flags);
     if (f == NULL)
         return;
     json_error_t err;
@@ -31,6 +31,6 @@ static void check(const uint8_t *data, size_t size, int flat_flags, size_t jflag
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check(data, size, 0, JSON_DECODE_ANY | JSON_ALLOW_NUL);
-    check(data, size, SB_JSON_FLAT_REJECT_DUPLICATES, JSON_REJECT_DUPLICATES);
+    check(data, size, SB_JSON_SIMPLE_REJECT_DUPLICATES, JSON_REJECT_DUPLICATES);
     return 0;
 }
