@@ -1,15 +1,15 @@
 /*
- * auth.c — JWT verification (CONTRACT §2) on top of libjwt 1.10, the
- * per-worker cache of verified tokens, and room-pattern matching.
+ * auth.c — JWT verification (CONTRACT §2), the per-worker cache of verified
+ * tokens, and room-pattern matching.
  *
- * libjwt 1.10 trusts the token: it takes `alg` from the token's header, it
- * skips the signature for `none`, it compares HMACs with strcmp, and it checks
- * no claim. So the token is examined here first: bounded length, exactly three
- * base64url segments, our own parse of the header with `alg` pinned to
- * --jwt-alg (so `none` and algorithm confusion never reach a verify path); HS*
- * signatures are checked here in constant time before libjwt sees the token;
- * after jwt_decode the algorithm is checked again and every claim is checked
- * here with jansson.
+ * libjwt 1.10 trusts the token (it takes `alg` from the token's header, skips
+ * the signature for `none`, compares HMACs with strcmp, checks no claim) and
+ * re-reads the PEM key for every RS/ES token, so it is no longer on the path:
+ * the token is examined here, bounded length, exactly three base64url
+ * segments, our own parse of the header with `alg` pinned to --jwt-alg (so
+ * `none` and algorithm confusion never reach a verify path); HS* signatures
+ * are checked in constant time from keyed digest states, RS256/ES256 ones with
+ * EVP_DigestVerify and the key parsed once; then every claim is checked here.
  */
 #include "switchboard/auth.h"
 #include "switchboard/common.h"
@@ -18,7 +18,9 @@
 
 #include <jansson.h>
 #include <jwt.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -50,8 +52,11 @@ typedef struct policy {
      * more than the rest of a handshake. */
     EVP_MD *md_fetched;
     EVP_MD_CTX *hmac_inner, *hmac_outer;
-    unsigned char *key; /* HS*: the secret; RS/ES: the public key as PEM text (what libjwt wants) */
+    unsigned char *key; /* HS*: the secret */
     size_t keylen;
+    /* RS/ES: the public key parsed once (libjwt's jwt_decode read the PEM again for every token, most of an RS256
+     * handshake's cost) and SHA-256 fetched once (md_fetched) */
+    EVP_PKEY *pkey;
     char *key_path; /* --jwt-public-key, re-read by sb_auth_reload */
     char *issuer;   /* NULL: not checked */
     char *audience; /* NULL: not checked */
@@ -405,6 +410,50 @@ static int check_hmac(const policy_t *p, const char *signed_part, size_t signed_
     return 0;
 }
 
+/* RS256 (PKCS#1 v1.5) or ES256 over header.payload with the key parsed once. A JWS ES256 signature is the raw
+ * 64-byte r||s; OpenSSL verifies the DER form, so it is converted (any other length is refused, DER included). */
+static int check_pkey_sig(const policy_t *p, const char *signed_part, size_t signed_len, const char *sig,
+                          size_t sig_len)
+{
+    unsigned char raw[1024]; /* RSA up to 8192 bits */
+    size_t raw_len = 0;
+    if (p->pkey == NULL || b64url_decode(sig, sig_len, raw, sizeof(raw), &raw_len) != 0)
+        return SB_EPROTO;
+    const unsigned char *der = raw;
+    size_t der_len = raw_len;
+    unsigned char *ec_der = NULL;
+    if (p->fam == FAM_ES) {
+        if (raw_len != 64)
+            return SB_EPROTO;
+        ECDSA_SIG *es = ECDSA_SIG_new();
+        BIGNUM *r = BN_bin2bn(raw, 32, NULL), *s = BN_bin2bn(raw + 32, 32, NULL);
+        if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
+            BN_free(r);
+            BN_free(s);
+            ECDSA_SIG_free(es);
+            ERR_clear_error();
+            return SB_ENOMEM;
+        }
+        int n = i2d_ECDSA_SIG(es, &ec_der); /* r and s belong to es now */
+        ECDSA_SIG_free(es);
+        if (n <= 0) {
+            ERR_clear_error();
+            return SB_ENOMEM;
+        }
+        der = ec_der;
+        der_len = (size_t)n;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, p->md_fetched, NULL, p->pkey) == 1 &&
+             EVP_DigestVerify(ctx, der, der_len, (const unsigned char *)signed_part, signed_len) == 1;
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_free(ec_der);
+    /* a failed verification leaves errors on this thread's queue, where a TLS read on the same worker would take
+     * them for its own */
+    ERR_clear_error();
+    return ok ? 0 : SB_EPROTO;
+}
+
 static int verify_with(const policy_t *p, const char *token, size_t len, uint64_t now_ms, sb_claims_t *out,
                        uint64_t *valid_until_ms, const char **code, const char **message)
 {
@@ -438,62 +487,26 @@ static int verify_with(const policy_t *p, const char *token, size_t len, uint64_
         return fail(code, message, "token_invalid", "token has no signature");
     if (plen % 4 == 1 || slen % 4 == 1)
         return fail(code, message, "token_invalid", "token is not base64url");
-    if (p->fam == FAM_HS && check_hmac(p, token, dots[1], token + dots[1] + 1, slen) != 0)
+    if (p->fam == FAM_HS ? check_hmac(p, token, dots[1], token + dots[1] + 1, slen) != 0
+                         : check_pkey_sig(p, token, dots[1], token + dots[1] + 1, slen) != 0)
         return fail(code, message, "token_invalid", "bad token signature");
 
+    /* Header and signature are checked: parse the payload once. */
     json_error_t jerr;
-    json_t *root;
-    if (p->fam == FAM_HS) {
-        /* Header and signature are checked: the payload is all libjwt would add, and its decode, verify again,
-         * dump and our parse of the dump cost four times what parsing the payload once does. */
-        size_t cap = plen / 4 * 3 + 3, n = 0;
-        unsigned char *body = malloc(cap);
-        if (body == NULL)
-            return oom(code, message);
-        if (b64url_decode(token + hlen + 1, plen, body, cap, &n) != 0) {
-            free(body);
-            return fail(code, message, "token_invalid", "bad token signature or malformed token");
-        }
-        root = sb_json_load_simple((const char *)body, n, 0);
-        if (root == NULL)
-            root = json_loadb((const char *)body, n, 0, &jerr);
-        free(body);
-        if (root == NULL)
-            return fail(code, message, "token_invalid", "bad token signature or malformed token");
-        rc = check_claims(p, root, now_ms, out, valid_until_ms, code, message);
-        json_decref(root);
-        return rc;
-    }
-
-    /* libjwt wants a C string. */
-    char *copy = malloc(len + 1);
-    if (copy == NULL)
+    size_t cap = plen / 4 * 3 + 3, n = 0;
+    unsigned char *body = malloc(cap);
+    if (body == NULL)
         return oom(code, message);
-    memcpy(copy, token, len);
-    copy[len] = '\0';
-    jwt_t *jwt = NULL;
-    int jrc = jwt_decode(&jwt, copy, p->key, (int)p->keylen);
-    free(copy);
-    if (jrc != 0 || jwt == NULL) {
-        /* libjwt leaves OpenSSL errors on this thread's queue, where a TLS
-         * read on the same worker would take them for its own. */
-        ERR_clear_error();
-        if (jrc == ENOMEM)
-            return oom(code, message);
+    if (b64url_decode(token + hlen + 1, plen, body, cap, &n) != 0) {
+        free(body);
         return fail(code, message, "token_invalid", "bad token signature or malformed token");
     }
-    if (jwt_get_alg(jwt) != p->alg) {
-        jwt_free(jwt);
-        return fail(code, message, "token_algorithm", "token alg is not the configured algorithm");
-    }
-    char *payload = jwt_get_grants_json(jwt, NULL);
-    jwt_free(jwt);
-    if (payload == NULL)
-        return fail(code, message, "token_invalid", "token payload is not a JSON object");
-    root = json_loads(payload, 0, &jerr);
-    free(payload);
+    json_t *root = sb_json_load_simple((const char *)body, n, 0);
     if (root == NULL)
-        return fail(code, message, "token_invalid", "token payload is not JSON");
+        root = json_loadb((const char *)body, n, 0, &jerr);
+    free(body);
+    if (root == NULL)
+        return fail(code, message, "token_invalid", "bad token signature or malformed token");
     rc = check_claims(p, root, now_ms, out, valid_until_ms, code, message);
     json_decref(root);
     return rc;
@@ -528,6 +541,7 @@ static void policy_free(policy_t *p)
     EVP_MD_CTX_free(p->hmac_inner);
     EVP_MD_CTX_free(p->hmac_outer);
     EVP_MD_free(p->md_fetched);
+    EVP_PKEY_free(p->pkey);
     if (p->key != NULL)
         OPENSSL_cleanse(p->key, p->keylen);
     free(p->key);
@@ -538,8 +552,7 @@ static void policy_free(policy_t *p)
 }
 
 /* Reads the file, accepts a PEM public key or a certificate, checks the key
- * fits the algorithm, and keeps it re-encoded as a PEM public key (the only
- * form libjwt 1.10 reads). */
+ * fits the algorithm, and keeps the parsed key. */
 static int load_public_key(policy_t *p, const char *path, const char **why)
 {
     FILE *f = fopen(path, "rb");
@@ -564,7 +577,6 @@ static int load_public_key(policy_t *p, const char *path, const char **why)
     int rc = SB_EINVAL;
     EVP_PKEY *pk = NULL;
     BIO *in = BIO_new_mem_buf(text, (int)n);
-    BIO *outb = NULL;
     if (in == NULL) {
         rc = SB_ENOMEM;
         goto done;
@@ -601,26 +613,17 @@ static int load_public_key(policy_t *p, const char *path, const char **why)
             goto done;
         }
     }
-    outb = BIO_new(BIO_s_mem());
-    if (outb == NULL || PEM_write_bio_PUBKEY(outb, pk) != 1) {
+    if ((p->md_fetched = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
         rc = SB_ENOMEM;
         goto done;
     }
-    char *pem;
-    long pemlen = BIO_get_mem_data(outb, &pem);
-    if (pemlen <= 0 || (p->key = malloc((size_t)pemlen + 1)) == NULL) {
-        rc = SB_ENOMEM;
-        goto done;
-    }
-    memcpy(p->key, pem, (size_t)pemlen);
-    p->key[pemlen] = '\0';
-    p->keylen = (size_t)pemlen;
+    p->pkey = pk;
+    pk = NULL;
     rc = 0;
 done:
     if (rc == SB_ENOMEM)
         *why = "out of memory";
     ERR_clear_error();
-    BIO_free(outb);
     BIO_free(in);
     EVP_PKEY_free(pk);
     free(text);

@@ -501,6 +501,43 @@ static void test_wrong_keys(void **state)
     sb_auth_free(a);
 }
 
+/* RS256 and ES256 are verified with the key parsed once (no libjwt): a flipped signature byte, a truncated
+ * signature, and an ES256 signature in OpenSSL's DER form instead of the JWS r||s are all refused. */
+static void test_pk_signature_forms(void **state)
+{
+    (void)state;
+    char p[256];
+    payload_with(p, sizeof(p), "");
+    sb_auth_t *a = mk((opts_t){.alg = "RS256", .key = rsa_path});
+    char *t = tok_pk("RS256", rsa, p);
+    char *sig = strrchr(t, '.') + 1;
+    sig[5] = sig[5] == 'A' ? 'B' : 'A';
+    assert_string_equal(check(a, t), "token_invalid");
+    t = tok_pk("RS256", rsa, p);
+    t[strlen(t) - 8] = '\0';
+    assert_string_equal(check(a, t), "token_invalid");
+    assert_string_equal(check(a, tok_pk("RS256", rsa, p)), "ok");
+    sb_auth_free(a);
+
+    a = mk((opts_t){.alg = "ES256", .key = ec_path});
+    t = tok_pk("ES256", ec, p);
+    sig = strrchr(t, '.') + 1;
+    sig[5] = sig[5] == 'A' ? 'B' : 'A';
+    assert_string_equal(check(a, t), "token_invalid");
+    char *in = signing_input("{\"alg\":\"ES256\",\"typ\":\"JWT\"}", p);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    assert_non_null(ctx);
+    assert_int_equal(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, ec), 1);
+    unsigned char der[128];
+    size_t len = sizeof(der);
+    assert_int_equal(EVP_DigestSign(ctx, der, &len, (unsigned char *)in, strlen(in)), 1);
+    EVP_MD_CTX_free(ctx);
+    assert_true(len != 64);
+    assert_string_equal(check(a, with_sig(in, der, len)), "token_invalid");
+    assert_string_equal(check(a, tok_pk("ES256", ec, p)), "ok");
+    sb_auth_free(a);
+}
+
 static void test_alg_none(void **state)
 {
     (void)state;
@@ -1195,6 +1232,7 @@ int main(void)
         cmocka_unit_test(test_issuer),
         cmocka_unit_test(test_audience),
         cmocka_unit_test(test_wrong_keys),
+        cmocka_unit_test(test_pk_signature_forms),
         cmocka_unit_test(test_alg_none),
         cmocka_unit_test(test_alg_confusion),
         cmocka_unit_test(test_malformed),
