@@ -114,6 +114,16 @@ local function sb_common_room_add(p, nsp, room, sid)
     redis.call('SADD', sb_common_ns_rooms_key(p, nsp), room)
 end
 
+-- SADD of every member of the list: one call per chunk instead of one per
+-- member (each redis.call costs more than the member it adds); the chunks keep
+-- unpack() within Lua's stack limit whatever the caller passed.
+local function sb_common_sadd_all(key, members)
+    local n = #members
+    for i = 1, n, 512 do
+        redis.call('SADD', key, unpack(members, i, math.min(i + 511, n)))
+    end
+end
+
 -- Removes sid from the room's member set; a room without members leaves the
 -- namespace's room list (Redis already deleted the empty set itself).
 local function sb_common_room_remove(p, nsp, room, sid)

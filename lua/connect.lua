@@ -62,8 +62,9 @@ local function connect_cb(keys, args)
         bucket = {keys[6], rate, period, burst}
         first_room = 15
     end
+    local rooms = {sb_common_user_room(uid)}
     for i = first_room, #args do
-        sb_common_str(fn, args, i, 'room')
+        rooms[#rooms + 1] = sb_common_str(fn, args, i, 'room')
     end
     sb_common_expect_key(fn, keys, 1, sb_common_sock_key(p, sid))
     sb_common_expect_key(fn, keys, 2, sb_common_sock_rooms_key(p, sid))
@@ -80,18 +81,19 @@ local function connect_cb(keys, args)
             return {-1, wait}
         end
     end
-    redis.call('HSET', keys[1], 'id', sid, 'nsp', nsp, 'user', uid, 'node', node,
-        'transport', transport, 'connected_at', ts, 'gen', '0')
+    -- One call per key, not per field or member: redis.call dominates the cost of this Function.
     if pid ~= '' then
-        redis.call('HSET', keys[1], 'pid', pid, 'offset', offset)
+        redis.call('HSET', keys[1], 'id', sid, 'nsp', nsp, 'user', uid, 'node', node,
+            'transport', transport, 'connected_at', ts, 'gen', '0', 'pid', pid, 'offset', offset)
+    else
+        redis.call('HSET', keys[1], 'id', sid, 'nsp', nsp, 'user', uid, 'node', node,
+            'transport', transport, 'connected_at', ts, 'gen', '0')
     end
-    local user_room = sb_common_user_room(uid)
-    redis.call('SADD', keys[2], user_room)
-    sb_common_room_add(p, nsp, user_room, sid)
-    for i = first_room, #args do
-        redis.call('SADD', keys[2], args[i])
-        sb_common_room_add(p, nsp, args[i], sid)
+    sb_common_sadd_all(keys[2], rooms)
+    for _, room in ipairs(rooms) do
+        redis.call('SADD', sb_common_room_key(p, nsp, room), sid)
     end
+    sb_common_sadd_all(sb_common_ns_rooms_key(p, nsp), rooms)
     redis.call('SADD', keys[3], sid)
     redis.call('SADD', keys[4], sid)
     sb_common_xadd(p, maxlen, 'connect', nsp, sid, uid, node, ts, 'auth', auth)

@@ -153,6 +153,10 @@ local function inbox_read_cb(keys, args)
     local maxage = tonumber(sb_common_posint(fn, args, 6, 'inbox_max_age_ms'))
     sb_common_expect_key(fn, keys, 1, durable_inbox_key(p, uid))
 
+    -- Most users have no inbox at all (it expires with its last entry): one EXISTS instead of TIME, XTRIM and XRANGE.
+    if redis.call('EXISTS', keys[1]) == 0 then
+        return {0, '', 0}
+    end
     local dropped = redis.call('XTRIM', keys[1], 'MINID', tostring(durable_now_ms() - maxage))
     local entries = redis.call('XRANGE', keys[1], '(' .. after, '+', 'COUNT', count)
     local out = {dropped, '', 0}

@@ -6,6 +6,15 @@
  *   dup() of its fd (H2O_SOCKET_FLAG_DONT_READ), so h2o only tells us when the
  *   fd is readable (read_start) or writable (notify_write, one-shot) and we
  *   call redisAsyncHandleRead / redisAsyncHandleWrite.
+ * - Writes are deferred, not polled for: when hiredis asks for write
+ *   readiness on a connected context we only link a 0 ms timer ("flush"), which
+ *   h2o runs after this loop iteration's socket callbacks, and it calls
+ *   redisAsyncHandleWrite itself. Every command of the iteration goes out in
+ *   one write() and EPOLLOUT is armed only when the kernel took less than all
+ *   of it (arming and disarming it for every batch cost two epoll_ctl and one
+ *   more epoll_wait per iteration that talked to Redis). The connect itself
+ *   still waits for EPOLLOUT: hiredis learns that a non-blocking connect
+ *   finished only from write readiness.
  * - Every command gets a request record (req_t) kept in a FIFO in send order;
  *   Redis answers in order, so the head is the oldest outstanding command.
  *   hiredis 0.14 has no timeouts: one periodic h2o timer ("tick") checks the
@@ -54,6 +63,8 @@ typedef struct link {
     redisAsyncContext *ac;
     h2o_socket_t *sock;
     int write_armed; /* h2o_socket_notify_write is one-shot and asserts when armed twice */
+    int in_write;    /* inside our redisAsyncHandleWrite call: hiredis's add/del write say whether output remains */
+    int more;        /* set by that add write: the kernel did not take everything */
     int ready;       /* the handshake completed on this connection */
 } link_t;
 
@@ -83,9 +94,12 @@ struct sb_redis {
     size_t npending, pending_bytes;
 
     /* Allocated apart from the object: when the object is freed from inside
-     * this timer's own callback the h2o_timeout_t must outlive it (see dispose_tick). */
+     * this timer's own callback the h2o_timeout_t must outlive it (see dispose_timeout). */
     h2o_timeout_t *tick;
     h2o_timeout_entry_t tick_entry;
+    /* 0 ms: writes what this loop iteration queued (see the top of the file); allocated apart for the same reason */
+    h2o_timeout_t *flush;
+    h2o_timeout_entry_t flush_entry;
 
     /* RESP formatting scratch, reused by every command: hiredis's own argv
      * formatter (sdscatfmt per argument, growing an sds) cost more than the
@@ -391,18 +405,51 @@ static void on_sock_read(h2o_socket_t *sock, const char *err)
     leave(r, NULL);
 }
 
+static void on_sock_write(h2o_socket_t *sock, const char *err);
+
+/* Writes what hiredis holds, and polls for EPOLLOUT only when some of it is left. Called with enter() done, never
+ * from inside a hiredis callback (hiredis would free the context under its own caller on a write error). */
+static void handle_write(link_t *l)
+{
+    l->in_write = 1;
+    l->more = 0;
+    /* On a write error hiredis fails every pending callback and frees the context: ev_cleanup sets l->ac = NULL and
+     * parks l on r->closing, which only the tick or free_now (at leave) release, so l is still ours here. */
+    redisAsyncHandleWrite(l->ac);
+    l->in_write = 0;
+    if (l->ac != NULL && l->more && !l->write_armed) {
+        l->write_armed = 1;
+        h2o_socket_notify_write(l->sock, on_sock_write);
+    }
+}
+
 static void on_sock_write(h2o_socket_t *sock, const char *err)
 {
     link_t *l = sock->data;
     sb_redis_t *r = l->r;
 
     (void)err;
-    l->write_armed = 0; /* h2o disarmed it before calling us; hiredis may re-arm below */
+    l->write_armed = 0; /* h2o disarmed it before calling us; handle_write re-arms it if output remains */
     if (l->ac == NULL)
         return;
     enter(r);
-    redisAsyncHandleWrite(l->ac);
+    handle_write(l);
     leave(r, NULL);
+}
+
+static void on_flush(h2o_timeout_entry_t *entry)
+{
+    sb_redis_t *r = H2O_STRUCT_FROM_MEMBER(sb_redis_t, flush_entry, entry);
+    h2o_timeout_t *flush = r->flush;
+    link_t *l = r->link;
+
+    enter(r);
+    /* Only on a connected context: before that hiredis would take "no socket error yet" for a finished connect.
+     * A link replaced since the flush was asked for is fine: the new one is connecting (its EPOLLOUT is armed) or
+     * connected (its handshake waits here). While EPOLLOUT is armed, its callback writes everything anyway. */
+    if (!r->destroyed && l != NULL && l->ac != NULL && !l->write_armed && (l->ac->c.flags & REDIS_CONNECTED) != 0)
+        handle_write(l);
+    leave(r, flush);
 }
 
 static void ev_add_read(void *privdata)
@@ -422,17 +469,31 @@ static void ev_del_read(void *privdata)
 static void ev_add_write(void *privdata)
 {
     link_t *l = privdata;
-    if (l->ac != NULL && !l->write_armed) {
+    sb_redis_t *r = l->r;
+
+    if (l->ac == NULL || l->write_armed)
+        return; /* gone, or the armed EPOLLOUT writes this command with the rest */
+    if (l->in_write) {
+        l->more = 1; /* hiredis's verdict after its write; handle_write arms EPOLLOUT once hiredis returns */
+        return;
+    }
+    if ((l->ac->c.flags & REDIS_CONNECTED) == 0) {
+        /* the connect in progress: its completion is reported as write readiness */
         l->write_armed = 1;
         h2o_socket_notify_write(l->sock, on_sock_write);
+        return;
     }
+    if (!h2o_timeout_is_linked(&r->flush_entry))
+        h2o_timeout_link(r->loop, r->flush, &r->flush_entry);
 }
 
 static void ev_del_write(void *privdata)
 {
+    link_t *l = privdata;
     /* h2o 2.2.5 cannot cancel a write notification; a spurious one is harmless
      * because hiredis finds nothing to write */
-    (void)privdata;
+    if (l->in_write)
+        l->more = 0;
 }
 
 /* hiredis is freeing the context (after failing every pending callback with
@@ -494,12 +555,12 @@ static void close_detached(sb_redis_t *r)
     }
 }
 
-static void dispose_tick(sb_redis_t *r, h2o_timeout_t *running)
+static void dispose_timeout(sb_redis_t *r, h2o_timeout_t *t, h2o_timeout_entry_t *entry, h2o_timeout_t *running)
 {
-    h2o_timeout_unlink(&r->tick_entry);
-    if (running == NULL || r->tick != running) {
-        h2o_timeout_dispose(r->loop, r->tick);
-        free(r->tick);
+    h2o_timeout_unlink(entry);
+    if (running == NULL || t != running) {
+        h2o_timeout_dispose(r->loop, t);
+        free(t);
         return;
     }
     /* We are inside this timeout's callback. h2o 2.2.5's h2o_evloop_run walks
@@ -524,7 +585,10 @@ static void free_now(sb_redis_t *r, h2o_timeout_t *running)
         free(q);
     }
     close_detached(r);
-    dispose_tick(r, running);
+    /* At most one of them is running, so one parking slot is enough. The flush timeout follows the tick in the
+     * loop's list: it goes first, so that a parked tick does not keep a pointer to it. */
+    dispose_timeout(r, r->flush, &r->flush_entry, running);
+    dispose_timeout(r, r->tick, &r->tick_entry, running);
     free(r->fmt);
     free(r);
 }
@@ -631,7 +695,8 @@ sb_redis_t *sb_redis_create(h2o_loop_t *loop, const sb_redis_addr_t *addr, uint6
         return NULL;
     if ((r = calloc(1, sizeof(*r))) == NULL)
         return NULL;
-    if ((r->tick = malloc(sizeof(*r->tick))) == NULL) {
+    if ((r->tick = malloc(sizeof(*r->tick))) == NULL || (r->flush = malloc(sizeof(*r->flush))) == NULL) {
+        free(r->tick);
         free(r);
         return NULL;
     }
@@ -650,6 +715,8 @@ sb_redis_t *sb_redis_create(h2o_loop_t *loop, const sb_redis_addr_t *addr, uint6
     r->rng = (sb_mono_ms() ^ (uint64_t)(uintptr_t)r) | 1;
     h2o_timeout_init(loop, r->tick, TICK_MS);
     r->tick_entry.cb = on_tick;
+    h2o_timeout_init(loop, r->flush, 0);
+    r->flush_entry.cb = on_flush;
     start_connect(r);
     return r;
 }

@@ -1568,6 +1568,8 @@ static void register_new(sb_socket_t *s, char *auth)
         s->refs--;
         send_connect_error(sc, nsp, "Service unavailable", "unavailable");
         socket_close(s, "server unavailable");
+    } else {
+        durable_on_connected(s); /* the first inbox page, in the same write as sb_connect */
     }
     if (w->webhooks != NULL && s->state == SOCK_CONNECTING && sb_webhooks_match(w->webhooks, "connect", 1) >= 0)
         s->auth = auth; /* kept for the connect webhook */
@@ -2661,18 +2663,23 @@ void sb_session_worker_free(sb_worker_t *w)
  * A durable emit sits in each target user's inbox stream until a client of that user acks it. Live: the bus entry's
  * `inbox` field names each user's inbox entry; every local socket of a listed user gets the event with a server ack
  * id, and the ack deletes the inbox entry (XDEL, pipelined). On connect the socket reads its user's inbox for its
- * namespace, oldest first, in pages (sb_inbox_read).
+ * namespace, oldest first, in pages (sb_inbox_read). The first page is asked for together with sb_connect (same
+ * connection, same write): Redis runs it right after sb_connect, so its answer comes after the connect answer and
+ * the handshake costs one round trip, not two. Its entries go out only once the CONNECT answer has (the socket is
+ * CONNECTED by then); after a refused or failed connect they are dropped, and stay in the inbox.
  *
  * No entry twice to one socket: a socket remembers the highest inbox id it was given (`last`) and skips live entries
  * at or below it. While the connect read is in flight a live entry may or may not be in its result; instead of
  * holding such entries, the socket only notes that one came (`again`) and reads the inbox once more after the last
  * id it read: the inbox holds them anyway, in order, so nothing is buffered per socket and nothing is lost. Ids of
  * one inbox grow monotonically, so an entry written after a read is always above what that read returned.
- * A socket that is still CONNECTING ignores live entries: its read starts after the entry was written. */
+ * A socket that is still CONNECTING notes live entries the same way while its first read is in flight (that read may
+ * have run in Redis before the entry was written); without a read in flight it ignores them: the read that
+ * connect_done starts comes after the entry was written. */
 
 typedef struct durable_sock {
     sb_stream_id_t last; /* highest inbox id delivered to this socket; {0,0}: none */
-    int reading;         /* the connect read is in flight */
+    int reading;         /* the connect read is in flight (possibly sent with sb_connect, before CONNECTED) */
     int again;           /* a live durable entry arrived during the read: read once more */
 } durable_sock_t;
 
@@ -2813,14 +2820,16 @@ static void durable_read_next(sb_socket_t *s, const char *after)
     }
 }
 
-/* Hook of connect_done: the CONNECT answer is out, now deliver what waits in the user's inbox. Anonymous sockets
- * are skipped: their user is their brand-new socket id, whose inbox is empty. */
+/* Starts the read of the user's inbox: from register_new right after sb_connect was sent (pipelined; the entries
+ * are delivered once CONNECTED), and from connect_done and recovery once the CONNECT answer is out, where it does
+ * nothing when the pipelined read is still in flight. Anonymous sockets are skipped: their user is their
+ * brand-new socket id, whose inbox is empty. */
 static void durable_on_connected(sb_socket_t *s)
 {
     if (s->claims == NULL || s->admin)
         return;
     durable_sock_t *ds = durable_of(s);
-    if (ds == NULL)
+    if (ds == NULL || ds->reading)
         return;
     ds->reading = 1;
     durable_read_next(s, "0-0");
@@ -2845,8 +2854,15 @@ static int durable_apply(sb_worker_t *w, json_t *msg, const char *nsp, const cha
     for (size_t i = 0; i < v.count; i++) {
         sb_socket_t *s = v.items[i];
         sb_stream_id_t id;
-        if (s->state != SOCK_CONNECTED || s->admin || sb_durable_inbox_id(inbox, s->user, &id) != 0)
-            continue; /* a connecting socket reads its inbox once connected, which holds this entry */
+        if (s->admin || sb_durable_inbox_id(inbox, s->user, &id) != 0)
+            continue;
+        if (s->state != SOCK_CONNECTED) {
+            /* a connecting socket's pipelined read may have run before the entry was written: read once more;
+             * without that read, the one connect_done starts finds the entry */
+            if (s->state == SOCK_CONNECTING && s->durable != NULL && s->durable->reading)
+                s->durable->again = 1;
+            continue;
+        }
         durable_sock_t *ds = durable_of(s);
         if (ds == NULL)
             continue; /* out of memory: the entry stays in the inbox for the next connect */

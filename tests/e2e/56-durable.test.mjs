@@ -21,6 +21,7 @@ let env;
 let small; // a node with --inbox-maxlen 3
 let young; // a node with --inbox-max-age 2s
 let lag; // a node whose bus reader takes one entry per XREAD: its live entries trail the inboxes
+let limited; // a node that takes one connect per client address per minute
 
 before(async () => {
     env = await setupFile({
@@ -31,6 +32,7 @@ before(async () => {
     small = await env.startNode({ args: ['--inbox-maxlen', '3'] });
     young = await env.startNode({ args: ['--inbox-max-age', '2s'] });
     lag = await env.startNode({ args: ['--bus-count', '1'] });
+    limited = await env.startNode({ args: ['--rate-connections', '1/60s'] });
 });
 after(() => env?.teardown());
 
@@ -67,7 +69,8 @@ async function metric(node, name, labels = '') {
 
 // A client of `user` that records every "note" it gets (its n), acks each on receipt (unless manual), and counts
 // the acks it sent per n. Handlers are in place before it connects, so nothing delivered at connect is missed.
-function durableClient(t, user, { node = env.node, nsp = '/', manual = false } = {}) {
+// c.packets lists the Socket.IO packet types in the order they came (0 CONNECT, 2 EVENT, 4 CONNECT_ERROR).
+function durableClient(t, user, { node = env.node, nsp = '/', manual = false, localAddress } = {}) {
     const token = sign(claims({ sub: user }), { secret: SECRET });
     const socket = io(node.url + (nsp === '/' ? '' : nsp), {
         forceNew: true,
@@ -75,8 +78,10 @@ function durableClient(t, user, { node = env.node, nsp = '/', manual = false } =
         transports: ['websocket'],
         autoConnect: false,
         auth: { token },
+        ...(localAddress !== undefined ? { localAddress } : {}),
     });
-    const c = { socket, got: [], acks: new Map(), pending: [] };
+    const c = { socket, got: [], acks: new Map(), pending: [], packets: [] };
+    socket.io.on('packet', (p) => c.packets.push(p.type));
     socket.on('note', (m, ack) => {
         assert.equal(typeof ack, 'function', 'a durable event is delivered with an ack id');
         c.got.push(m.n);
@@ -228,6 +233,40 @@ test('(d2) --inbox-max-age drops entries that waited too long, counted with reas
     assert.deepEqual(c.got, [2]);
     assert.equal(await metric(young, 'switchboard_inbox_dropped_total', '{reason="age"}'), before0 + 1);
     assert.ok(young.stderrTail().includes('inbox entries older than --inbox-max-age dropped'), 'logged');
+});
+
+test('(g) the first inbox page is asked for with the connect: its entries come after the CONNECT answer, once', async (t) => {
+    const user = uniq('pipe');
+    for (const n of range(3)) await durable(user, n);
+    const c = durableClient(t, user);
+    await c.connect();
+    await waitUntil(() => c.got.length === 3, 5000, 'three durable events');
+    await waitUntil(async () => (await xlen(user)) === 0, 5000, 'the acked entries to leave the inbox');
+    await quietPeriod(200);
+    assert.deepEqual(c.got, range(3));
+    assert.deepEqual(c.packets, [0, 2, 2, 2], 'the CONNECT answer first, then the three events');
+    assert.deepEqual([...c.acks.entries()], range(3).map((n) => [n, 1]), 'each acked exactly once');
+});
+
+test('(g2) a connect refused by Redis (connection rate) gets none of the inbox read sent with it', async (t) => {
+    const from = '127.0.0.9'; // an address of its own: one connect a minute on `limited`
+    const first = durableClient(t, uniq('first'), { node: limited, localAddress: from });
+    await first.connect();
+    const user = uniq('refused');
+    await durable(user, 5);
+    const c = durableClient(t, user, { node: limited, localAddress: from });
+    await assert.rejects(c.connect(), (e) => e.data?.code === 'rate_limited');
+    await quietPeriod(300);
+    assert.deepEqual(c.packets, [4], 'only the CONNECT_ERROR, no event');
+    assert.deepEqual(c.got, []);
+    assert.equal(await xlen(user), 1, 'the entry waits in the inbox');
+    const later = durableClient(t, user);
+    await later.connect();
+    await waitUntil(() => later.got.length === 1, 5000, 'the entry on the next connect');
+    await waitUntil(async () => (await xlen(user)) === 0, 5000, 'an empty inbox');
+    await quietPeriod(200);
+    assert.deepEqual(later.got, [5]);
+    assert.deepEqual(later.packets, [0, 2]);
 });
 
 test('(e) REST: durable is for users only; 400 invalid_argument otherwise', async () => {

@@ -602,6 +602,86 @@ static void test_connect(void **state)
                  "[]", "ack_id", "", "node", "n2", "ts", TS, "auth", "{}");
 }
 
+/* More rooms than one SADD chunk takes (512), with a duplicate and the user's own room among them: every set holds
+ * each room once. */
+static void test_connect_many_rooms(void **state)
+{
+    (void)state;
+    enum { NROOMS = 1100, NARGS_ = 3 + 5 + 11 + NROOMS };
+    static char names[NROOMS][16];
+    const char **argv = calloc(NARGS_, sizeof(*argv));
+    assert_non_null(argv);
+    const char *head[] = {"FCALL", "sb_connect", "5"};
+    const char *keys[] = {"sb:{sock:m1}", "sb:{sock:m1}:rooms", "sb:{user:7}:sockets", "sb:{node:n1}:sockets",
+                          "sb:events"};
+    const char *args[] = {"sb:", "m1", "/", "7", "n1", "websocket", TS, MAXLEN, "{}", "", ""};
+    size_t argc = 0;
+    for (size_t i = 0; i < SB_ARRAY_SIZE(head); i++)
+        argv[argc++] = head[i];
+    for (size_t i = 0; i < SB_ARRAY_SIZE(keys); i++)
+        argv[argc++] = keys[i];
+    for (size_t i = 0; i < SB_ARRAY_SIZE(args); i++)
+        argv[argc++] = args[i];
+    for (int i = 0; i < NROOMS - 2; i++) {
+        snprintf(names[i], sizeof(names[i]), "r%d", i);
+        argv[argc++] = names[i];
+    }
+    argv[argc++] = "r0";     /* a duplicate */
+    argv[argc++] = "user:7"; /* the room every socket of the user is in anyway */
+    assert_int_equal(argc, NARGS_);
+    redisReply *r = redisCommandArgv(rc, (int)argc, argv, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    free(argv);
+    assert_int_equal(cmd_int("SCARD sb:{sock:m1}:rooms"), NROOMS - 1);
+    assert_int_equal(cmd_int("SCARD sb:{ns:/}:rooms"), NROOMS - 1);
+    assert_int_equal(cmd_int("SISMEMBER sb:{sock:m1}:rooms r1097"), 1);
+    assert_int_equal(cmd_int("SISMEMBER sb:{ns:/}:rooms r513"), 1);
+    ASSERT_SET("sb:{room:/:r1097}", "m1");
+    ASSERT_SET("sb:{room:/:user:7}", "m1");
+    /* hash, rooms, NROOMS - 1 room sets, ns rooms, user, node, events */
+    assert_int_equal(cmd_int("DBSIZE"), 6 + NROOMS - 1);
+    assert_int_equal(fn_disconnect("sb:", "m1", "bye"), 1);
+    assert_int_equal(cmd_int("DBSIZE"), 1);
+}
+
+/* sb_inbox_read: a user without an inbox gets the empty answer and no key is made; with entries, those of the
+ * namespace come with the last scanned id. */
+static void test_inbox_read(void **state)
+{
+    (void)state;
+    const char *keys[1] = {"sb:{user:9}:inbox"};
+    redisReply *r = fcall("sb_inbox_read", 1, keys, 6, ARGS("sb:", "9", "/", "0-0", "10", "60000"));
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 3);
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_string_equal(r->element[1]->str, "");
+    assert_int_equal(r->element[2]->integer, 0);
+    freeReplyObject(r);
+    assert_int_equal(cmd_int("DBSIZE"), 0);
+    /* the checks still run on that short path */
+    fcall_err("sb_inbox_read", 1, keys, 6, ARGS("sb:", "9", "/", "x", "10", "60000"), "ERR sb_inbox_read: ARGV[4]");
+    fcall_err("sb_inbox_read", 1, ARGS("sb:{user:8}:inbox"), 6, ARGS("sb:", "9", "/", "0-0", "10", "60000"),
+              "ERR sb_inbox_read: KEYS[1] must be sb:{user:9}:inbox");
+
+    redisReply *a = cmd("XADD sb:{user:9}:inbox * nsp / event e1 args [1] ts 1");
+    redisReply *b = cmd("XADD sb:{user:9}:inbox * nsp /chat event e2 args [2] ts 1");
+    r = fcall("sb_inbox_read", 1, keys, 6, ARGS("sb:", "9", "/", "0-0", "10", "60000"));
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 6);
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_string_equal(r->element[1]->str, b->str); /* scanned up to the /chat entry */
+    assert_int_equal(r->element[2]->integer, 0);
+    assert_string_equal(r->element[3]->str, a->str);
+    assert_string_equal(r->element[4]->str, "e1");
+    assert_string_equal(r->element[5]->str, "[1]");
+    freeReplyObject(r);
+    freeReplyObject(a);
+    freeReplyObject(b);
+}
+
 static void test_connect_other_prefix(void **state)
 {
     (void)state;
@@ -905,6 +985,8 @@ int main(void)
         cmocka_unit_test_setup(test_version_check, test_setup),
         cmocka_unit_test_setup(test_connect, test_setup),
         cmocka_unit_test_setup(test_connect_other_prefix, test_setup),
+        cmocka_unit_test_setup(test_connect_many_rooms, test_setup),
+        cmocka_unit_test_setup(test_inbox_read, test_setup),
         cmocka_unit_test_setup(test_bad_input_writes_nothing, test_setup),
         cmocka_unit_test_setup(test_join_leave, test_setup),
         cmocka_unit_test_setup(test_disconnect, test_setup),

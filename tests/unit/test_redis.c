@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -670,6 +671,254 @@ static void test_destroy_from_timeout_callback(void **state)
     fixture_free(f);
 }
 
+/* --- the deferred write (flush): batching, partial writes, losing the connection with a flush pending --- */
+
+static long long info_stat(redisContext *c, const char *name)
+{
+    redisReply *reply = redisCommand(c, "INFO stats");
+    assert_non_null(reply);
+    assert_int_equal(reply->type, REDIS_REPLY_STRING);
+    const char *p = strstr(reply->str, name);
+    assert_non_null(p);
+    long long v = strtoll(p + strlen(name) + 1, NULL, 10);
+    freeReplyObject(reply);
+    return v;
+}
+
+static void test_flush_batches_one_write(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_connected(&embedded_addr, 2000);
+    const char *why = NULL;
+    redisContext *c = sb_redis_connect_sync(&embedded_addr, 1000, &why);
+    assert_non_null(c);
+    result_t del = {0};
+    const char *argv[] = {"INCR", "sb:test:batch"};
+
+    assert_int_equal(cmd(f, &del, 0, "DEL", "sb:test:batch", NULL), 0);
+    RUN_UNTIL(f, del.called, 2000);
+    long long reads0 = info_stat(c, "total_reads_processed");
+    order_next = 0;
+    order_bad = 0;
+    /* 200 commands in one loop iteration (about 7 KB): written by one write() at the end of the iteration, so
+     * Redis reads them at once; written one by one they would cost it about 200 reads */
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(sb_redis_commandargv(f->r, on_incr, (void *)(intptr_t)i, 0, 2, argv, NULL), 0);
+    RUN_UNTIL(f, order_next == 200, 5000);
+    assert_int_equal(order_next, 200);
+    assert_int_equal(order_bad, 0);
+    long long reads = info_stat(c, "total_reads_processed") - reads0;
+    assert_true(reads >= 2); /* the batch and this INFO */
+    assert_true(reads <= 3);
+    redisFree(c);
+    fixture_free(f);
+}
+
+static void test_flush_partial_writes(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_connected(&embedded_addr, 5000);
+    enum { N = 24, SIZE = 1024 * 1024 };
+    char *val = malloc(SIZE);
+    assert_non_null(val);
+    result_t set[N], len[N], tail[N];
+    char keys[N][32];
+    memset(set, 0, sizeof(set));
+    memset(len, 0, sizeof(len));
+    memset(tail, 0, sizeof(tail));
+    /* 24 MiB in one iteration: far more than the socket buffer takes, so the flush writes part of it and the
+     * rest goes out as EPOLLOUT reports room */
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "sb:test:big%d", i);
+        memset(val, 'a' + i, SIZE);
+        const char *argv[] = {"SET", keys[i], val};
+        const size_t lens[] = {3, strlen(keys[i]), SIZE};
+        assert_int_equal(sb_redis_commandargv(f->r, on_result, &set[i], 0, 3, argv, lens), 0);
+    }
+    free(val);
+    h2o_evloop_run(f->loop, 0); /* the flush: a partial write, EPOLLOUT armed */
+    /* commands added while EPOLLOUT is armed go out with the rest */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(cmd(f, &len[i], 0, "STRLEN", keys[i], NULL), 0);
+        assert_int_equal(cmd(f, &tail[i], 0, "GETRANGE", keys[i], "-1", "-1", NULL), 0);
+    }
+    RUN_UNTIL(f, tail[N - 1].called, 10000);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(set[i].called, 1);
+        assert_string_equal(set[i].str, "OK");
+        assert_int_equal(len[i].integer, SIZE);
+        char want[2] = {(char)('a' + i), '\0'};
+        assert_string_equal(tail[i].str, want);
+    }
+    result_t del = {0};
+    const char *dargv[N + 1];
+    dargv[0] = "DEL";
+    for (int i = 0; i < N; i++)
+        dargv[i + 1] = keys[i];
+    assert_int_equal(sb_redis_commandargv(f->r, on_result, &del, 0, N + 1, dargv, NULL), 0);
+    RUN_UNTIL(f, del.called, 2000);
+    assert_int_equal(del.integer, N);
+    assert_int_equal(f->nstates, 1);
+    fixture_free(f);
+}
+
+static void test_flush_pending_when_connection_lost(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_connected(&embedded_addr, 2000);
+    result_t id = {0}, res[3], after = {0};
+    memset(res, 0, sizeof(res));
+    const char *why = NULL;
+
+    assert_int_equal(cmd(f, &id, 0, "CLIENT", "ID", NULL), 0);
+    RUN_UNTIL(f, id.called, 2000);
+    assert_int_equal(id.type, REDIS_REPLY_INTEGER);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cmd(f, &res[i], 0, "PING", NULL), 0);
+    /* the server drops the connection while the commands wait for the flush */
+    redisContext *c = sb_redis_connect_sync(&embedded_addr, 1000, &why);
+    assert_non_null(c);
+    redisReply *k = redisCommand(c, "CLIENT KILL ID %lld", id.integer);
+    assert_non_null(k);
+    assert_int_equal(k->integer, 1);
+    freeReplyObject(k);
+    redisFree(c);
+    RUN_UNTIL(f, res[2].called, 2000);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(res[i].called, 1);
+        assert_true(res[i].was_null);
+        assert_string_equal(res[i].err, "disconnected");
+    }
+    /* the reconnect (its handshake is written by the flush once connected) */
+    RUN_UNTIL(f, f->nstates >= 3, 3000);
+    assert_int_equal(f->nstates, 3);
+    assert_int_equal(f->states[1], 0);
+    assert_int_equal(f->states[2], 1);
+    assert_int_equal(cmd(f, &after, 0, "PING", NULL), 0);
+    RUN_UNTIL(f, after.called, 2000);
+    assert_string_equal(after.str, "PONG");
+    fixture_free(f);
+}
+
+/* A fake server on a unix socket: answers each PING with +PONG. Driven from the test between loop runs. */
+typedef struct fake {
+    int lfd, cfd;
+    char path[108];
+    char dir[64];
+} fake_t;
+
+static void fake_start(fake_t *fk)
+{
+    struct sockaddr_un sa;
+    snprintf(fk->dir, sizeof(fk->dir), "/tmp/sb-test-fake-XXXXXX");
+    assert_non_null(mkdtemp(fk->dir));
+    snprintf(fk->path, sizeof(fk->path), "%s/s.sock", fk->dir);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", fk->path);
+    fk->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(fk->lfd >= 0);
+    assert_int_equal(bind(fk->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fk->lfd, 4), 0);
+    fk->cfd = -1;
+}
+
+static void fake_serve(fake_t *fk)
+{
+    char buf[4096];
+    ssize_t n;
+    if (fk->cfd < 0)
+        fk->cfd = accept4(fk->lfd, NULL, NULL, SOCK_NONBLOCK);
+    if (fk->cfd < 0)
+        return;
+    while ((n = read(fk->cfd, buf, sizeof(buf) - 1)) > 0) {
+        buf[n] = '\0';
+        for (char *p = buf; (p = strstr(p, "PING\r\n")) != NULL; p += 6)
+            assert_int_equal(write(fk->cfd, "+PONG\r\n", 7), 7);
+    }
+}
+
+static void fake_stop(fake_t *fk)
+{
+    if (fk->cfd >= 0)
+        close(fk->cfd);
+    close(fk->lfd);
+    unlink(fk->path);
+    rmdir(fk->dir);
+}
+
+static void run_fake(fixture_t *f, fake_t *fk, uint64_t ms)
+{
+    uint64_t dl = sb_mono_ms() + ms;
+    while (sb_mono_ms() < dl) {
+        fake_serve(fk);
+        h2o_evloop_run(f->loop, 5);
+    }
+}
+
+static void test_flush_write_error(void **state)
+{
+    (void)state;
+    fake_t fk;
+    sb_redis_addr_t a;
+    fake_start(&fk);
+    memset(&a, 0, sizeof(a));
+    a.is_unix = 1;
+    snprintf(a.path, sizeof(a.path), "%s", fk.path);
+    fixture_t *f = fixture_new(&a, 2000);
+    uint64_t dl = sb_mono_ms() + 3000;
+    while (!f->up && sb_mono_ms() < dl)
+        run_fake(f, &fk, 10);
+    assert_int_equal(f->up, 1);
+
+    /* The server stops reading: the client's next write fails with EPIPE inside the flush (no EOF to read first,
+     * so it is the flush that finds the broken connection). Every command fails and the adapter reconnects. */
+    result_t res[3], after = {0};
+    memset(res, 0, sizeof(res));
+    assert_int_equal(shutdown(fk.cfd, SHUT_RD), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cmd(f, &res[i], 0, "PING", NULL), 0);
+    h2o_evloop_run(f->loop, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(res[i].called, 1);
+        assert_true(res[i].was_null);
+        assert_string_equal(res[i].err, "disconnected");
+    }
+    close(fk.cfd);
+    fk.cfd = -1;
+    dl = sb_mono_ms() + 3000;
+    while (f->nstates < 3 && sb_mono_ms() < dl)
+        run_fake(f, &fk, 10);
+    assert_int_equal(f->nstates, 3);
+    assert_int_equal(f->states[2], 1);
+    assert_int_equal(cmd(f, &after, 0, "PING", NULL), 0);
+    dl = sb_mono_ms() + 2000;
+    while (!after.called && sb_mono_ms() < dl)
+        run_fake(f, &fk, 5);
+    assert_string_equal(after.str, "PONG");
+
+    /* The same, and the first failed callback destroys the connection: the object goes away inside its own
+     * flush timer, and the commands behind get "shutdown" once. */
+    memset(res, 0, sizeof(res));
+    res[0].destroy_from_cb = f;
+    assert_int_equal(shutdown(fk.cfd, SHUT_RD), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cmd(f, &res[i], 0, "PING", NULL), 0);
+    h2o_evloop_run(f->loop, 0);
+    assert_null(f->r);
+    assert_int_equal(res[0].called, 1);
+    assert_string_equal(res[0].err, "disconnected");
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(res[i].called, 1);
+        assert_string_equal(res[i].err, "shutdown");
+    }
+    run_for(f, 50);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(res[i].called, 1);
+    fixture_free(f);
+    fake_stop(&fk);
+}
+
 static void test_never_connects(void **state)
 {
     (void)state;
@@ -800,6 +1049,10 @@ int main(void)
         cmocka_unit_test(test_destroy_with_pending),
         cmocka_unit_test(test_destroy_from_reply_callback),
         cmocka_unit_test(test_destroy_from_timeout_callback),
+        cmocka_unit_test(test_flush_batches_one_write),
+        cmocka_unit_test(test_flush_partial_writes),
+        cmocka_unit_test(test_flush_pending_when_connection_lost),
+        cmocka_unit_test(test_flush_write_error),
         cmocka_unit_test(test_never_connects),
         cmocka_unit_test(test_auth_and_select),
         cmocka_unit_test(test_connect_sync),
