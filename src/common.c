@@ -240,6 +240,7 @@ void sb_base64_encode(const void *in, size_t n, char *out)
         X('u', 46), X('v', 47), X('w', 48), X('x', 49), X('y', 50), X('z', 51), X('0', 52), X('1', 53), X('2', 54),    \
         X('3', 55), X('4', 56), X('5', 57), X('6', 58), X('7', 59), X('8', 60), X('9', 61)
 /* Stored as value + 1 so that the zero-filled rest of the table means "not a digit". */
+/* NOLINTNEXTLINE(bugprone-macro-parentheses): a designated initializer cannot be parenthesised */
 #define B64_ENTRY(c, v) [(unsigned char)(c)] = (v) + 1
 static const unsigned char b64_std[256] = {B64_COMMON(B64_ENTRY), B64_ENTRY('+', 62), B64_ENTRY('/', 63)};
 static const unsigned char b64_url[256] = {B64_COMMON(B64_ENTRY), B64_ENTRY('-', 62), B64_ENTRY('_', 63)};

@@ -385,6 +385,8 @@ int sb_ws_upgrade(h2o_req_t *req, const void *first, size_t first_len, sb_ws_upg
 {
     if (!sb_ws_is_handshake(req))
         return SB_EPROTO;
+    if (first != NULL && first_len > SIZE_MAX - 16)
+        return SB_ETOOBIG;
     h2o_iovec_t key = req->headers.entries[find_header(req, H2O_STRLIT("sec-websocket-key"))].value;
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     char src[24 + sizeof(guid) - 1];
@@ -412,8 +414,6 @@ int sb_ws_upgrade(h2o_req_t *req, const void *first, size_t first_len, sb_ws_upg
     h2o_iovec_t frame = {NULL, 0};
     if (first != NULL) {
         size_t hl = header_len(first_len);
-        if (first_len > SIZE_MAX - hl)
-            return SB_ETOOBIG;
         frame.base = h2o_mem_alloc_pool(&req->pool, hl + first_len);
         frame.len = hl + first_len;
         uint8_t *p = (uint8_t *)frame.base;
