@@ -72,6 +72,26 @@ test('connect, event and disconnect entries have exactly the documented fields',
     assert.equal(disc.node, connect.node);
 });
 
+test('with no event rate limit the entry (a plain XADD, not sb_event) has the same fields', async (t) => {
+    const t0 = Date.now();
+    const node = await env.startNode({ args: ['--rate-socket-events', 'off', '--rate-user-events', 'off'] });
+    const s = await env.client(t, '/', { url: node.url });
+    const sid = s.id;
+    const connect = await env.be.readEvent(entryOf('connect', sid), 5000);
+    s.emit('plain', 1, 'two', { three: [3] }, null, true);
+    const plain = await env.be.readEvent(entryOf('event', sid, 'plain'), 5000, { from: connect.id });
+    assert.deepEqual(fieldNames(plain), [...BASE_FIELDS].sort());
+    assertCommon(plain, { type: 'event', sid, before: t0, after: Date.now() });
+    assert.equal(plain.args, '[1,"two",{"three":[3]},null,true]');
+    assert.equal(plain.ack_id, '');
+    assert.equal(plain.node, connect.node);
+    const ackP = emitWithAckArgs(s, 'with-ack', ['x'], 5000);
+    const withAck = await env.be.readEvent(entryOf('event', sid, 'with-ack'), 5000, { from: plain.id });
+    assert.match(withAck.ack_id, /^\d+$/);
+    await env.be.ack({ socket: sid, ack_id: Number(withAck.ack_id), args: ['done'] });
+    assert.deepEqual(await ackP, ['done']);
+});
+
 test('a connect without auth payload carries an object (or empty) auth', async (t) => {
     const s = await env.client(t);
     const connect = await env.be.readEvent(entryOf('connect', s.id), 5000);
