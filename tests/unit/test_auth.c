@@ -16,6 +16,7 @@
 #include <jwt.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
@@ -1121,6 +1122,194 @@ static void test_threads_and_reload(void **state)
     sb_auth_free(a);
 }
 
+/* ---------- RS256 / ES256 signatures (check_pkey_sig) ---------- */
+
+/* Signs `in` with k (SHA-256) into out (512 bytes): RSA PKCS#1 v1.5, or ECDSA
+ * as r||s when `jose`, else as OpenSSL's DER. Returns the length. */
+static size_t sign_raw(EVP_PKEY *k, const char *in, unsigned char *out, int jose)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    assert_non_null(ctx);
+    assert_int_equal(EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, k), 1);
+    size_t len = 512;
+    assert_int_equal(EVP_DigestSign(ctx, out, &len, (const unsigned char *)in, strlen(in)), 1);
+    EVP_MD_CTX_free(ctx);
+    if (!jose || EVP_PKEY_get_base_id(k) != EVP_PKEY_EC)
+        return len;
+    const unsigned char *q = out;
+    ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &q, (long)len);
+    assert_non_null(es);
+    assert_int_equal(BN_bn2binpad(ECDSA_SIG_get0_r(es), out, 32), 32);
+    assert_int_equal(BN_bn2binpad(ECDSA_SIG_get0_s(es), out + 32, 32), 32);
+    ECDSA_SIG_free(es);
+    return 64;
+}
+
+/* Verifies; returns "ok" or "code: message". The token is freed. */
+static const char *outcome(sb_auth_t *a, char *tok)
+{
+    static char buf[160];
+    sb_claims_t c;
+    const char *code = NULL, *msg = NULL;
+    int rc = sb_auth_verify(a, tok, strlen(tok), NOW_MS, &c, &code, &msg);
+    free(tok);
+    if (rc == 0) {
+        sb_claims_free(&c);
+        return "ok";
+    }
+    assert_int_equal(rc, SB_EINVAL);
+    /* A failed signature check leaves nothing on OpenSSL's error queue for a TLS read to pick up. */
+    assert_int_equal(ERR_peek_error(), 0);
+    snprintf(buf, sizeof(buf), "%s: %s", code, msg);
+    return buf;
+}
+
+#define BAD_SIG "token_invalid: bad token signature or malformed token"
+
+static void test_pkey_signatures(void **state)
+{
+    (void)state;
+    char p[256];
+    payload_with(p, sizeof(p), "\"join\":[\"r1\"]");
+    const struct {
+        const char *alg;
+        const char *path;
+        EVP_PKEY *k;
+        size_t siglen;
+    } cases[] = {{"RS256", rsa_path, rsa, 256}, {"ES256", ec_path, ec, 64}};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        char header[64];
+        snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", cases[i].alg);
+        sb_auth_t *a = mk((opts_t){.alg = cases[i].alg, .key = cases[i].path});
+        unsigned char sig[520];
+
+        /* Valid, with the claims read from the payload. */
+        char *in = signing_input(header, p);
+        size_t n = sign_raw(cases[i].k, in, sig, 1);
+        assert_int_equal(n, cases[i].siglen);
+        char *t = with_sig(in, sig, n);
+        sb_claims_t c;
+        const char *code = NULL, *msg = NULL;
+        assert_int_equal(sb_auth_verify(a, t, strlen(t), NOW_MS, &c, &code, &msg), 0);
+        assert_string_equal(c.sub, "alice");
+        assert_int_equal(c.join.count, 1);
+        assert_string_equal(c.join.items[0], "r1");
+        sb_claims_free(&c);
+        free(t);
+
+        /* One flipped bit anywhere in the signature: first byte, middle, last. */
+        size_t at[] = {0, cases[i].siglen / 2, cases[i].siglen - 1};
+        for (size_t j = 0; j < SB_ARRAY_SIZE(at); j++) {
+            in = signing_input(header, p);
+            n = sign_raw(cases[i].k, in, sig, 1);
+            sig[at[j]] ^= 0x01;
+            assert_string_equal(outcome(a, with_sig(in, sig, n)), BAD_SIG);
+        }
+        /* One byte more or less. */
+        in = signing_input(header, p);
+        n = sign_raw(cases[i].k, in, sig, 1);
+        sig[n] = 0;
+        assert_string_equal(outcome(a, with_sig(in, sig, n + 1)), BAD_SIG);
+        in = signing_input(header, p);
+        n = sign_raw(cases[i].k, in, sig, 1);
+        assert_string_equal(outcome(a, with_sig(in, sig, n - 1)), BAD_SIG);
+        /* The other family's signature length. */
+        in = signing_input(header, p);
+        n = sign_raw(cases[i].k, in, sig, 1);
+        assert_string_equal(outcome(a, with_sig(in, sig, i == 0 ? 64 : 256)), BAD_SIG);
+        /* All zeros and all ones of the right length. */
+        memset(sig, 0, sizeof(sig));
+        assert_string_equal(outcome(a, with_sig(signing_input(header, p), sig, cases[i].siglen)), BAD_SIG);
+        memset(sig, 0xff, sizeof(sig));
+        assert_string_equal(outcome(a, with_sig(signing_input(header, p), sig, cases[i].siglen)), BAD_SIG);
+        /* Signed over a different payload. */
+        in = signing_input(header, p);
+        char other[256];
+        payload_with(other, sizeof(other), "\"join\":[\"r2\"]");
+        char *in2 = signing_input(header, other);
+        n = sign_raw(cases[i].k, in2, sig, 1);
+        free(in2);
+        assert_string_equal(outcome(a, with_sig(in, sig, n)), BAD_SIG);
+
+        /* Expired, and the other claim checks behind a valid signature. */
+        char e[256];
+        snprintf(e, sizeof(e), "{\"sub\":\"a\",\"exp\":%lld}", NOW_S - 1);
+        assert_string_equal(outcome(a, tok_pk(cases[i].alg, cases[i].k, e)), "token_expired: token has expired");
+        snprintf(e, sizeof(e), "{\"sub\":\"a\",\"exp\":%lld,\"nbf\":%lld}", NOW_S + 60, NOW_S + 30);
+        assert_string_equal(outcome(a, tok_pk(cases[i].alg, cases[i].k, e)),
+                            "token_not_yet_valid: token is not valid yet (nbf)");
+        assert_string_equal(outcome(a, tok_pk(cases[i].alg, cases[i].k, "{\"sub\":\"a\"}")),
+                            "token_claims: exp claim missing");
+        assert_string_equal(outcome(a, tok_pk(cases[i].alg, cases[i].k, "[1,2]")),
+                            "token_claims: payload is not a JSON object");
+        assert_string_equal(outcome(a, tok_pk(cases[i].alg, cases[i].k, "{\"sub\":")), BAD_SIG);
+        assert_string_equal(outcome(a, tok_pk(cases[i].alg, cases[i].k, "42")), BAD_SIG);
+
+        /* Another algorithm in the header, whatever signs it. */
+        assert_string_equal(outcome(a, tok_pk(i == 0 ? "RS384" : "ES384", cases[i].k, p)),
+                            "token_algorithm: token alg is not the configured algorithm");
+        assert_string_equal(outcome(a, tok_pk("PS256", cases[i].k, p)),
+                            "token_algorithm: token alg is not the configured algorithm");
+        /* HS256 keyed with the configured public key's PEM text (the classic confusion). */
+        char *pem = read_text(cases[i].path);
+        assert_string_equal(outcome(a, tok_hmac_hdr("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", EVP_sha256(), pem,
+                                                    strlen(pem), p)),
+                            "token_algorithm: token alg is not the configured algorithm");
+        free(pem);
+        sb_auth_free(a);
+    }
+
+    /* ES256 as OpenSSL's DER (what some signers emit by mistake) is refused:
+     * JWS wants r||s. (DER for P-256 is 70 to 72 bytes, shorter only when r or
+     * s has several leading zero bytes.) */
+    sb_auth_t *a = mk((opts_t){.alg = "ES256", .key = ec_path});
+    char header[] = "{\"alg\":\"ES256\",\"typ\":\"JWT\"}";
+    unsigned char der[520];
+    char *in = signing_input(header, p);
+    size_t n = sign_raw(ec, in, der, 0);
+    assert_true(n > 64 && n <= 72);
+    assert_string_equal(outcome(a, with_sig(in, der, n)), BAD_SIG);
+    /* An RS256 token (256-byte signature) under the ES256 header. */
+    in = signing_input(header, p);
+    n = sign_raw(rsa, in, der, 1);
+    assert_string_equal(outcome(a, with_sig(in, der, n)), BAD_SIG);
+    sb_auth_free(a);
+}
+
+/* The parsed key and its verify context are shared by the workers: they
+ * verify RS256 and ES256 tokens at once while the main thread reloads the
+ * key file (ASan/TSan builds check the sharing). */
+static void test_pkey_threads_and_reload(void **state)
+{
+    (void)state;
+    char p[256];
+    payload_with(p, sizeof(p), "");
+    const struct {
+        const char *alg;
+        const char *path;
+        EVP_PKEY *k;
+    } cases[] = {{"RS256", rsa_path, rsa}, {"ES256", ec_path, ec}};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+        sb_auth_t *a = mk((opts_t){.alg = cases[i].alg, .key = cases[i].path});
+        char *t = tok_pk(cases[i].alg, cases[i].k, p);
+        pthread_t th[4];
+        worker_arg_t args[4];
+        for (int j = 0; j < 4; j++) {
+            args[j] = (worker_arg_t){a, t, 0};
+            assert_int_equal(pthread_create(&th[j], NULL, worker, &args[j]), 0);
+        }
+        const char *why;
+        for (int j = 0; j < 20; j++)
+            assert_int_equal(sb_auth_reload(a, &why), 0);
+        for (int j = 0; j < 4; j++) {
+            pthread_join(th[j], NULL);
+            assert_int_equal(args[j].ok, 300);
+        }
+        free(t);
+        sb_auth_free(a);
+    }
+}
+
 /* ---------- edges found by scripts/coverage.sh ---------- */
 
 /* Verifies and returns the failure message ("ok" on success). The token is freed. */
@@ -1245,6 +1434,8 @@ int main(void)
         cmocka_unit_test(test_claims_copy),
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_threads_and_reload),
+        cmocka_unit_test(test_pkey_signatures),
+        cmocka_unit_test(test_pkey_threads_and_reload),
         cmocka_unit_test(test_signature_edges),
         cmocka_unit_test(test_no_verifier),
         cmocka_unit_test(test_default_alg),
