@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -57,9 +58,10 @@ typedef struct policy {
     /* RS/ES: the public key parsed once (libjwt's jwt_decode read the PEM again for every token, most of an RS256
      * handshake's cost) and SHA-256 fetched once (md_fetched) */
     EVP_PKEY *pkey;
-    char *key_path; /* --jwt-public-key, re-read by sb_auth_reload */
-    char *issuer;   /* NULL: not checked */
-    char *audience; /* NULL: not checked */
+    EVP_MD_CTX *verify_init; /* RS/ES: EVP_DigestVerifyInit done once (it looks the algorithm up), copied per token */
+    char *key_path;          /* --jwt-public-key, re-read by sb_auth_reload */
+    char *issuer;            /* NULL: not checked */
+    char *audience;          /* NULL: not checked */
     uint64_t leeway_ms;
 } policy_t;
 
@@ -417,7 +419,7 @@ static int check_pkey_sig(const policy_t *p, const char *signed_part, size_t sig
 {
     unsigned char raw[1024]; /* RSA up to 8192 bits */
     size_t raw_len = 0;
-    if (p->pkey == NULL || b64url_decode(sig, sig_len, raw, sizeof(raw), &raw_len) != 0)
+    if (p->verify_init == NULL || b64url_decode(sig, sig_len, raw, sizeof(raw), &raw_len) != 0)
         return SB_EPROTO;
     const unsigned char *der = raw;
     size_t der_len = raw_len;
@@ -444,7 +446,7 @@ static int check_pkey_sig(const policy_t *p, const char *signed_part, size_t sig
         der_len = (size_t)n;
     }
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, p->md_fetched, NULL, p->pkey) == 1 &&
+    int ok = ctx != NULL && EVP_MD_CTX_copy_ex(ctx, p->verify_init) == 1 &&
              EVP_DigestVerify(ctx, der, der_len, (const unsigned char *)signed_part, signed_len) == 1;
     EVP_MD_CTX_free(ctx);
     OPENSSL_free(ec_der);
@@ -487,9 +489,11 @@ static int verify_with(const policy_t *p, const char *token, size_t len, uint64_
         return fail(code, message, "token_invalid", "token has no signature");
     if (plen % 4 == 1 || slen % 4 == 1)
         return fail(code, message, "token_invalid", "token is not base64url");
-    if (p->fam == FAM_HS ? check_hmac(p, token, dots[1], token + dots[1] + 1, slen) != 0
-                         : check_pkey_sig(p, token, dots[1], token + dots[1] + 1, slen) != 0)
+    if (p->fam == FAM_HS && check_hmac(p, token, dots[1], token + dots[1] + 1, slen) != 0)
         return fail(code, message, "token_invalid", "bad token signature");
+    /* RS/ES keep the message they had when libjwt judged them */
+    if (p->fam != FAM_HS && check_pkey_sig(p, token, dots[1], token + dots[1] + 1, slen) != 0)
+        return fail(code, message, "token_invalid", "bad token signature or malformed token");
 
     /* Header and signature are checked: parse the payload once. */
     json_error_t jerr;
@@ -541,6 +545,7 @@ static void policy_free(policy_t *p)
     EVP_MD_CTX_free(p->hmac_inner);
     EVP_MD_CTX_free(p->hmac_outer);
     EVP_MD_free(p->md_fetched);
+    EVP_MD_CTX_free(p->verify_init);
     EVP_PKEY_free(p->pkey);
     if (p->key != NULL)
         OPENSSL_cleanse(p->key, p->keylen);
@@ -613,7 +618,10 @@ static int load_public_key(policy_t *p, const char *path, const char **why)
             goto done;
         }
     }
-    if ((p->md_fetched = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
+    EVP_PKEY_CTX *pctx = NULL;
+    if ((p->md_fetched = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL || (p->verify_init = EVP_MD_CTX_new()) == NULL ||
+        EVP_DigestVerifyInit(p->verify_init, &pctx, p->md_fetched, NULL, pk) != 1 ||
+        (p->fam == FAM_RS && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0)) {
         rc = SB_ENOMEM;
         goto done;
     }
