@@ -718,7 +718,9 @@ static void test_flush_partial_writes(void **state)
 {
     (void)state;
     fixture_t *f = fixture_connected(&embedded_addr, 5000);
-    enum { N = 24, SIZE = 1024 * 1024 };
+    /* 8 MiB: far more than a fresh loopback socket's send buffer, yet quick under valgrind (24 MiB did not finish
+     * within the deadline there) */
+    enum { N = 8, SIZE = 1024 * 1024 };
     char *val = malloc(SIZE);
     assert_non_null(val);
     result_t set[N], len[N], tail[N];
@@ -726,8 +728,7 @@ static void test_flush_partial_writes(void **state)
     memset(set, 0, sizeof(set));
     memset(len, 0, sizeof(len));
     memset(tail, 0, sizeof(tail));
-    /* 24 MiB in one iteration: far more than the socket buffer takes, so the flush writes part of it and the
-     * rest goes out as EPOLLOUT reports room */
+    /* All of it in one iteration: the flush writes part of it and the rest goes out as EPOLLOUT reports room */
     for (int i = 0; i < N; i++) {
         snprintf(keys[i], sizeof(keys[i]), "sb:test:big%d", i);
         memset(val, 'a' + i, SIZE);
@@ -742,7 +743,8 @@ static void test_flush_partial_writes(void **state)
         assert_int_equal(cmd(f, &len[i], 0, "STRLEN", keys[i], NULL), 0);
         assert_int_equal(cmd(f, &tail[i], 0, "GETRANGE", keys[i], "-1", "-1", NULL), 0);
     }
-    RUN_UNTIL(f, tail[N - 1].called, 10000);
+    RUN_UNTIL(f, tail[N - 1].called, 30000);
+    assert_int_equal(tail[N - 1].called, 1);
     for (int i = 0; i < N; i++) {
         assert_int_equal(set[i].called, 1);
         assert_string_equal(set[i].str, "OK");
