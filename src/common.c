@@ -228,7 +228,6 @@ void sb_base64_encode(const void *in, size_t n, char *out)
     }
 }
 
-/* Value of a character in the standard (url = 0) or URL-safe (url = 1) alphabet, or -1. */
 /* Digit values of both alphabets, -1 for anything else: a JWT's three segments are decoded (and checked
  * character by character) on every handshake, and a table costs a third of the comparisons it replaces. */
 #define B64_COMMON(X)                                                                                                  \
@@ -245,6 +244,7 @@ void sb_base64_encode(const void *in, size_t n, char *out)
 static const unsigned char b64_std[256] = {B64_COMMON(B64_ENTRY), B64_ENTRY('+', 62), B64_ENTRY('/', 63)};
 static const unsigned char b64_url[256] = {B64_COMMON(B64_ENTRY), B64_ENTRY('-', 62), B64_ENTRY('_', 63)};
 
+/* Value of a character in the standard (url = 0) or URL-safe (url = 1) alphabet, or -1. */
 static int b64_value(unsigned char c, int url)
 {
     return (int)(url ? b64_url : b64_std)[c] - 1;
