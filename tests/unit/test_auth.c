@@ -1172,18 +1172,29 @@ static const char *outcome(sb_auth_t *a, char *tok)
 
 #define BAD_SIG "token_invalid: bad token signature or malformed token"
 
+/* The two public-key algorithms with their key file, signing key and signature length. */
+typedef struct {
+    const char *alg;
+    const char *path;
+    EVP_PKEY *k;
+    size_t siglen;
+} pk_case_t;
+
+static const pk_case_t *pk_cases(void)
+{
+    static pk_case_t cases[2];
+    cases[0] = (pk_case_t){"RS256", rsa_path, rsa, 256};
+    cases[1] = (pk_case_t){"ES256", ec_path, ec, 64};
+    return cases;
+}
+
 static void test_pkey_signatures(void **state)
 {
     (void)state;
     char p[256];
     payload_with(p, sizeof(p), "\"join\":[\"r1\"]");
-    const struct {
-        const char *alg;
-        const char *path;
-        EVP_PKEY *k;
-        size_t siglen;
-    } cases[] = {{"RS256", rsa_path, rsa, 256}, {"ES256", ec_path, ec, 64}};
-    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+    const pk_case_t *cases = pk_cases();
+    for (size_t i = 0; i < 2; i++) {
         char header[64];
         snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", cases[i].alg);
         sb_auth_t *a = mk((opts_t){.alg = cases[i].alg, .key = cases[i].path});
@@ -1290,12 +1301,8 @@ static void test_pkey_threads_and_reload(void **state)
     (void)state;
     char p[256];
     payload_with(p, sizeof(p), "");
-    const struct {
-        const char *alg;
-        const char *path;
-        EVP_PKEY *k;
-    } cases[] = {{"RS256", rsa_path, rsa}, {"ES256", ec_path, ec}};
-    for (size_t i = 0; i < SB_ARRAY_SIZE(cases); i++) {
+    const pk_case_t *cases = pk_cases();
+    for (size_t i = 0; i < 2; i++) {
         sb_auth_t *a = mk((opts_t){.alg = cases[i].alg, .key = cases[i].path});
         char *t = tok_pk(cases[i].alg, cases[i].k, p);
         verify_while_reloading(a, t, 20);
