@@ -2418,13 +2418,15 @@ int sb_session_apply_emit(sb_worker_t *w, json_t *msg, const sb_bus_entry_t *e, 
         return 0;
     }
     sb_eio_msg_t m = {text.base, text.len, enc.nbins, enc.bins, NULL, is_volatile};
+    uint64_t sent = 0;
     for (size_t i = 0; i < v.count; i++) {
         sb_socket_t *s = v.items[i];
-        if (s->state != SOCK_CLOSED && s->sc != NULL && s->sc->eio != NULL)
-            if (sb_eio_send_msg(s->sc->eio, &m) == 0) {
-                atomic_fetch_add(&w->stats.deliveries, 1);
-                sb_metric_inc(SB_M(w)->deliveries, w->idx);
-            }
+        if (s->state != SOCK_CLOSED && s->sc != NULL && s->sc->eio != NULL && sb_eio_send_msg(s->sc->eio, &m) == 0)
+            sent++;
+    }
+    if (sent != 0) { /* counted once per emit, not per recipient */
+        atomic_fetch_add(&w->stats.deliveries, sent);
+        sb_metric_add(SB_M(w)->deliveries, w->idx, (double)sent);
     }
     sb_eio_msg_release(&m);
     sb_buf_free(&text);

@@ -814,6 +814,57 @@ static void test_queue_cap(void **state)
     conn_free(c);
 }
 
+/* A write the kernel takes only in part goes on where it stopped once the
+ * socket drains: every data frame arrives whole and in order, a pong queued
+ * meanwhile arrives whole, and the close frame comes last. */
+static void test_partial_writes(void **state)
+{
+    env_t *e = *state;
+    conn_t *c = conn_open(e, 1 << 20, 8 << 20);
+    static uint8_t chunk[40001]; /* odd-sized, so writes end inside frames */
+    int n = 0;
+    for (; n < 2000 && sb_ws_queued(c->ws) == 0; n++) {
+        memset(chunk, 'a' + n % 26, sizeof(chunk));
+        assert_int_equal(sb_ws_send(c->ws, 1, chunk, sizeof(chunk)), 0);
+        run_once(e);
+    }
+    assert_true(sb_ws_queued(c->ws) > 0); /* the peer does not read: a write is unfinished */
+    size_t writes = sb_ws_writes(c->ws);
+    send_frame(c, 1, 9, "ping!", 5);
+    for (int i = 0; i < 5; i++)
+        run_once(e);
+    assert_int_equal(sb_ws_writes(c->ws), writes); /* the pong waits for the unfinished write */
+    sb_ws_close(c->ws, 1000);
+    int data = 0, pongs = 0;
+    for (;;) {
+        sframe_t f;
+        read_frame(e, c, &f);
+        if (f.opcode == 8) {
+            assert_int_equal((f.payload[0] << 8) | f.payload[1], 1000);
+            free(f.payload);
+            break;
+        }
+        if (f.opcode == 10) {
+            assert_int_equal(f.len, 5);
+            assert_memory_equal(f.payload, "ping!", 5);
+            pongs++;
+        } else {
+            assert_int_equal(f.opcode, 2);
+            assert_int_equal(f.len, sizeof(chunk));
+            memset(chunk, 'a' + data % 26, sizeof(chunk));
+            assert_memory_equal(f.payload, chunk, sizeof(chunk));
+            data++;
+        }
+        free(f.payload);
+    }
+    assert_int_equal(data, n);
+    assert_int_equal(pongs, 1);
+    assert_int_equal(sb_ws_queued(c->ws), 0);
+    send_frame(c, 1, 8, "\x03\xe8", 2);
+    expect_eof(e, c);
+    conn_free(c);
+}
+
 static void test_shared_frame(void **state)
 {
     env_t *e = *state;
@@ -1035,6 +1086,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_close, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_batching, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_queue_cap, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_partial_writes, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_shared_frame, env_setup, env_teardown),
         cmocka_unit_test(test_ctx_destroy_closes),
         cmocka_unit_test_setup_teardown(test_upgrade_http, env_setup, env_teardown),
