@@ -40,7 +40,8 @@ function run(args, ms = 15000) {
             reject(new Error(`switchboard ${args.join(' ')} did not exit within ${ms} ms:\n${out}`));
         }, ms);
         child.once('error', reject);
-        child.once('exit', (code, signal) => {
+        // 'close', not 'exit': 'exit' can come before the pipes are drained, and the last log line with it.
+        child.once('close', (code, signal) => {
             clearTimeout(timer);
             resolve({ code, signal, out });
         });
