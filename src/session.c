@@ -2222,6 +2222,18 @@ static int str_array(json_t *msg, const char *field, json_t **out, const char **
     return 0;
 }
 
+/* One socket of a room an entry names: marked excepted, or a target once (seq dedupes across rooms). */
+static void mark_one(sb_socket_t *s, uint64_t seq, int except, target_vec_t *v)
+{
+    if (except) {
+        s->except_mark = seq;
+    } else if (s->mark != seq && s->except_mark != seq) {
+        s->mark = seq;
+        if (v != NULL)
+            vec_push(v, s);
+    }
+}
+
 static void mark_room(sb_worker_t *w, const char *nsp, const char *prefix, json_t *name, uint64_t seq, int except,
                       target_vec_t *v)
 {
@@ -2240,17 +2252,21 @@ static void mark_room(sb_worker_t *w, const char *nsp, const char *prefix, json_
     sb_room_t *r = room_find(w, nsp, room, rl);
     if (r == NULL)
         return;
+    sb_socket_t *only = w->replay_sock;
+    if (only != NULL) {
+        /* A replay is for one socket: look the room up among its own few memberships rather than walk a room
+         * that may hold thousands (every socket connecting during a broadcast replays the entry). */
+        for (h2o_linklist_t *l = only->memberships.next; l != &only->memberships; l = l->next)
+            if (H2O_STRUCT_FROM_MEMBER(sb_member_t, sock_link, l)->room == r) {
+                mark_one(only, seq, except, v);
+                break;
+            }
+        return;
+    }
     for (h2o_linklist_t *l = r->members.next; l != &r->members; l = l->next) {
         sb_socket_t *s = H2O_STRUCT_FROM_MEMBER(sb_member_t, room_link, l)->sock;
-        if (except) {
-            s->except_mark = seq;
-        } else if (w->replay_sock != NULL ? s != w->replay_sock : s->rec != NULL && s->rec->replaying) {
-            continue; /* a replay is for one socket; a replaying socket gets live entries through its replay */
-        } else if (s->mark != seq && s->except_mark != seq) {
-            s->mark = seq;
-            if (v != NULL)
-                vec_push(v, s);
-        }
+        if (except || s->rec == NULL || !s->rec->replaying) /* a replaying socket gets live entries through its replay */
+            mark_one(s, seq, except, v);
     }
 }
 

@@ -92,6 +92,41 @@ test('a lost connection recovers on the same node: same id, rooms, missed broadc
     assert.equal(entry.auth, '{}', 'pid and offset are not part of the auth the backends see');
 });
 
+test('a replay picks what a live delivery would: rooms, except_rooms, except_sockets, each once', async (t) => {
+    const node = await env.startNode({ args: WINDOW });
+    const s = await ticker(t, node.url);
+    const other = await ticker(t, node.url); // stays connected: the same entries, delivered live
+    const [a, b, c] = [uniq('ra'), uniq('rb'), uniq('rc')];
+    await joinRoom(s, a);
+    await joinRoom(s, b);
+    await joinRoom(other, a);
+    await joinRoom(other, c);
+    await tick(a, 1);
+    await waitUntil(() => s.ticks.length === 1 && other.ticks.length === 1, 5000, 'tick 1');
+    const id = s.id; // the client forgets it while disconnected
+    s.io.engine.close();
+    const back = reconnected(s);
+    const emit = (n, target) => env.be.emit({ event: 'tick', args: [n], ...target });
+    await emit(2, { rooms: [a] });
+    await emit(3, { rooms: [c] }); // not its room
+    await emit(4, { rooms: [a], except_rooms: [b] }); // it is in b
+    await emit(5, { rooms: [a], except_rooms: [c] });
+    await emit(6, { rooms: [a, b] }); // once, though in both
+    await emit(7, { sockets: [id] });
+    await emit(8, { rooms: [a], except_sockets: [id] });
+    await back;
+    assert.equal(s.recovered, true, 'socket.recovered');
+    await emit(9, { sockets: [s.id, other.id] });
+    const seen = () => JSON.stringify([s.ticks.map(([n]) => n), other.ticks.map(([n]) => n)]);
+    await waitUntil(() => s.ticks.length >= 6 && other.ticks.length >= 7, 5000, 'the replayed and live ticks')
+        .catch((e) => {
+            throw new Error(`${e.message}: ${seen()}`);
+        });
+    await new Promise((r) => setTimeout(r, 200)); // nothing more comes
+    assert.deepEqual(s.ticks.map(([n]) => n), [1, 2, 5, 6, 7, 9], 'the replay');
+    assert.deepEqual(other.ticks.map(([n]) => n), [1, 2, 3, 4, 6, 8, 9], 'live delivery of the same entries');
+});
+
 test('while it is away, presence does not list it; its state expires with the window', async (t) => {
     const node = await env.startNode({ args: ['--recovery-window', '1500', '--api-key', KEY] });
     const s = await sioConnect(node.url, '/', {});
