@@ -2265,7 +2265,8 @@ static void mark_room(sb_worker_t *w, const char *nsp, const char *prefix, json_
     }
     for (h2o_linklist_t *l = r->members.next; l != &r->members; l = l->next) {
         sb_socket_t *s = H2O_STRUCT_FROM_MEMBER(sb_member_t, room_link, l)->sock;
-        if (except || s->rec == NULL || !s->rec->replaying) /* a replaying socket gets live entries through its replay */
+        /* A replaying socket gets live entries through its replay. */
+        if (except || s->rec == NULL || !s->rec->replaying)
             mark_one(s, seq, except, v);
     }
 }

@@ -33,7 +33,8 @@
 #include <sys/uio.h>
 
 /* flush() hands h2o's iovecs straight to writev, as h2o itself does. */
-_Static_assert(sizeof(h2o_iovec_t) == sizeof(struct iovec) && offsetof(h2o_iovec_t, len) == offsetof(struct iovec, iov_len),
+_Static_assert(sizeof(h2o_iovec_t) == sizeof(struct iovec) &&
+                   offsetof(h2o_iovec_t, len) == offsetof(struct iovec, iov_len),
                "h2o_iovec_t is laid out as struct iovec");
 
 /* At most this many iovecs per write; the rest waits for the completion. */
