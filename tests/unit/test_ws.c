@@ -865,6 +865,23 @@ static void test_partial_writes(void **state)
     conn_free(c);
 }
 
+/* A peer that stopped reading for good (EPIPE on our write, while reads see
+ * no EOF) ends the connection with "write error"; its frames are released. */
+static void test_write_error(void **state)
+{
+    env_t *e = *state;
+    conn_t *c = conn_open(e, 1 << 20, 1 << 20);
+    assert_int_equal(shutdown(c->peer, SHUT_RD), 0);
+    sb_ws_frame_t *f = sb_ws_frame_new(0, "lost", 4);
+    assert_non_null(f);
+    assert_int_equal(sb_ws_send_frame(c->ws, f), 0);
+    RUN_UNTIL(e, c->closes == 1);
+    assert_string_equal(c->reason, "write error");
+    assert_int_equal(f->refcnt, 1);
+    sb_ws_frame_release(f);
+    conn_free(c);
+}
+
 static void test_shared_frame(void **state)
 {
     env_t *e = *state;
@@ -1087,6 +1104,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batching, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_queue_cap, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_partial_writes, env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_write_error, env_setup, env_teardown),
         cmocka_unit_test_setup_teardown(test_shared_frame, env_setup, env_teardown),
         cmocka_unit_test(test_ctx_destroy_closes),
         cmocka_unit_test_setup_teardown(test_upgrade_http, env_setup, env_teardown),
