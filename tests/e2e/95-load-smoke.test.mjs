@@ -3,7 +3,7 @@
 // the fixture, with Redis as the backend exactly as the benchmark does, and
 // its counts must be exact: every client connected, every broadcast delivered
 // once to every member (none missing, none duplicated, none unknown), every
-// acked event answered. A generator that miscounts would make every benchmark
+// acked event answered, every REST emit answered. A generator that miscounts would make every benchmark
 // figure meaningless, so this runs in CI; the benchmark itself does not.
 
 import assert from 'node:assert/strict';
@@ -20,6 +20,7 @@ import { setupFile } from './lib/fixture.mjs';
 const run = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const LOAD = path.resolve(HERE, '..', 'load');
+const KEY = 'k95-load-smoke-rest-key';
 
 let env;
 let binDir;
@@ -28,7 +29,10 @@ before(async () => {
     // Builds in a few seconds; a failure here is a real failure (libevent-dev, hiredis and OpenSSL are build deps).
     await run(path.join(LOAD, 'build.sh'), [binDir], { timeout: 60000 });
     // The generator connects far faster than a browser: the per-address connect limit would refuse it.
-    env = await setupFile({ tag: 't95', args: ['--rate-connections', 'off', '--rate-socket-events', 'off', '--rate-user-events', 'off'] });
+    env = await setupFile({
+        tag: 't95',
+        args: ['--rate-connections', 'off', '--rate-socket-events', 'off', '--rate-user-events', 'off', '--api-key', KEY],
+    });
 });
 after(async () => {
     await env?.teardown();
@@ -92,6 +96,19 @@ test('saturation window: 20 clients x 100 messages, none lost or doubled', async
     assert.equal(r.delivered, 2000);
     assert.equal(r.missing, 0);
     assert.equal(r.duplicates, 0);
+});
+
+test('rest: 100 broadcasts through POST /v1/emit, each answered, each delivered once to 20 clients', async () => {
+    const r = await sbload('broadcast', ['--clients', '20', '--rate', '0', '--window', '8', '--messages', '100',
+        '--rest-key', KEY, '--rest-conns', '2']);
+    assertClean(r);
+    assert.equal(r.delivered, 2000);
+    assert.equal(r.missing, 0);
+    assert.equal(r.duplicates, 0);
+    assert.deepEqual(r.rest, { ...r.rest, requests: 100, ok: 100, errors: 0, conns: 2 });
+    assert.ok(r.rest.emits_per_s > 0);
+    assert.equal(r.rest_ms.n, 100, 'one request time per measured message (the barrier is not counted)');
+    assert.ok(r.server_us_per_emit.total > 0, 'server CPU per emit reported');
 });
 
 test('acks: every event is answered through <prefix>events and op ack', async () => {

@@ -126,6 +126,21 @@ const METRICS = {
             ['redis µs/event', (r) => nonNeg(get(r, 'server_us_per_event.redis'))],
         ],
     },
+    rest: {
+        headline: ['emits/s', 'µs/emit user', 'µs/emit'],
+        list: [
+            ['emits/s', (r) => get(r, 'rest.emits_per_s')],
+            ['errors', (r) => get(r, 'rest.errors')],
+            ['missing', (r) => r.missing],
+            ['dups', (r) => r.duplicates],
+            ['request p50 ms', (r) => get(r, 'rest_ms.p50')],
+            ['request p99 ms', (r) => get(r, 'rest_ms.p99')],
+            ['delivery p99 ms', (r) => get(r, 'lat_ms.p99')],
+            ['µs/emit user', (r) => get(r, 'server_us_per_emit.user')],
+            ['µs/emit', (r) => get(r, 'server_us_per_emit.total')],
+            ['redis µs/emit', (r) => nonNeg(get(r, 'server_us_per_emit.redis'))],
+        ],
+    },
     churn: {
         headline: ['µs/deliv', 'p99 ms'],
         list: [

@@ -13,7 +13,7 @@ ev=$(pkg-config --cflags --libs libevent)
 ssl=$(pkg-config --cflags --libs libcrypto)
 hr=$(pkg-config --cflags --libs hiredis)
 # shellcheck disable=SC2086
-$CC $CFLAGS -o "$out/sbload" "$here/sbload.c" "$here/lg_client.c" "$here/lg_backend.c" "$here/lg_stats.c" \
-    $ev $ssl $hr
+$CC $CFLAGS -o "$out/sbload" "$here/sbload.c" "$here/lg_client.c" "$here/lg_backend.c" "$here/lg_rest.c" \
+    "$here/lg_stats.c" $ev $ssl $hr
 # shellcheck disable=SC2086
 $CC $CFLAGS -o "$out/floor" "$here/floor.c" $ssl

@@ -91,6 +91,8 @@ typedef struct lg_cfg {
     double churn_life;
     int server_pid, redis_pid;
     int join_batch;
+    const char *rest_key; /* broadcasts as POST /v1/emit with this API key instead of the bus / control client */
+    int rest_conns;       /* keep-alive HTTP connections for them */
     int quiet;
 } lg_cfg;
 
@@ -144,6 +146,9 @@ typedef struct lg_run {
     uint64_t ev_server_count; /* node, floor: events the server's handler counted (asked over the control conn) */
     lg_hist ev_lat;           /* switchboard: client send -> backend read of the entry, us */
     double t_last_seen;
+    /* --rest-key: broadcasts through POST /v1/emit */
+    uint64_t rest_sent, rest_ok, rest_err;
+    lg_hist rest_lat; /* request sent -> answer, us */
 } lg_run;
 
 extern lg_run R;
@@ -171,6 +176,11 @@ int lg_backend_publish(const char *msg_json, size_t n);    /* XADD bus op emit *
 int lg_backend_join(char **sids, int n, const char *room); /* XADD bus op join */
 int lg_backend_start_acker(void);       /* read <prefix>events: answer events with op ack, report the others */
 long long lg_backend_used_memory(void); /* INFO memory used_memory, -1 unknown */
+
+/* lg_rest.c */
+int lg_rest_open(void);
+void lg_rest_close(void);
+int lg_rest_publish(const char *msg_json, size_t n, int measured); /* POST /v1/emit; measured: count it */
 
 /* Finds `"key":` in p[0..n) and parses the unsigned number after it. */
 int lg_find_u64(const char *p, size_t n, const char *key, uint64_t *out);

@@ -17,7 +17,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 
 reps=3
 servers="switchboard node node-redis floor"
-scenarios="idle broadcast saturation acks events churn"
+scenarios="idle broadcast saturation acks events churn rest"
 clients=1000
 idle_clients=
 rate=5
@@ -30,6 +30,10 @@ ev_window=4
 ev_rate=
 churn_rate=50
 churn_life=1
+rest_clients=10
+rest_window=64
+rest_messages=20000
+rest_key=sbbench-rest-key-0123456789
 polling_pct=0
 payload=32
 sources=127.0.0.1-127.0.0.4
@@ -46,7 +50,7 @@ usage() {
 usage: $0 [options]
   --reps N              repetitions of every (scenario, server) (default $reps)
   --servers "LIST"      of: switchboard node node-redis floor (default all)
-  --scenarios "LIST"    of: idle broadcast saturation acks events churn (default all)
+  --scenarios "LIST"    of: idle broadcast saturation acks events churn rest (default all)
   --clients N           clients per scenario (default $clients; at most 19900)
   --idle-clients N      clients of the idle scenario (default --clients)
   --rate R              broadcast/churn messages per second (default $rate)
@@ -59,6 +63,9 @@ usage: $0 [options]
   --inflight K          acks: emits in flight per client (default $inflight)
   --churn-rate R        churn: connects per second (default $churn_rate)
   --churn-life S        churn: seconds each churning client stays (default $churn_life)
+  --rest-clients N      rest: room size (default $rest_clients)
+  --rest-window W       rest: POST /v1/emit messages in flight (default $rest_window)
+  --rest-messages M     rest: messages (default $rest_messages)
   --polling-pct P       long-polling share (not for the floor, which is WebSocket only) (default $polling_pct)
   --payload BYTES       padding per broadcast (default $payload)
   --sources RANGE       generator source addresses, 127.0.0.0/8 only (default $sources)
@@ -89,6 +96,9 @@ while [ $# -gt 0 ]; do
     --ev-rate) ev_rate=$2; shift 2 ;;
     --churn-rate) churn_rate=$2; shift 2 ;;
     --churn-life) churn_life=$2; shift 2 ;;
+    --rest-clients) rest_clients=$2; shift 2 ;;
+    --rest-window) rest_window=$2; shift 2 ;;
+    --rest-messages) rest_messages=$2; shift 2 ;;
     --polling-pct) polling_pct=$2; shift 2 ;;
     --payload) payload=$2; shift 2 ;;
     --sources) sources=$2; shift 2 ;;
@@ -242,8 +252,8 @@ start_server() { # name
     switchboard)
         start_redis
         "${pin_server[@]}" "$sb_bin" --listen "127.0.0.1:$server_port" --redis "redis://127.0.0.1:$redis_port" \
-            --threads 1 --rate-connections off --rate-socket-events off --rate-user-events off \
-            --log-level warn "${sb_jwt[@]}" "${sb_args[@]}" >"$log" 2>&1 &
+            --threads 1 --rate-connections off --rate-socket-events off --rate-user-events off --rate-api off \
+            --api-key "$rest_key" --log-level warn "${sb_jwt[@]}" "${sb_args[@]}" >"$log" 2>&1 &
         server_pid=$!
         started_pids+=("$server_pid")
         wait_http "http://127.0.0.1:$server_port/readyz" 20 || { echo "switchboard not ready; see $log" >&2; return 1; }
@@ -282,6 +292,9 @@ stop_server() {
 run_one() { # rep server scenario
     local rep=$1 srv=$2 sc=$3 args=() pp=$polling_pct limit
     [ "$srv" = floor ] && pp=0
+    if [ "$sc" = rest ] && [ "$srv" = floor ]; then
+        return 0 # the floor has no REST API
+    fi
     start_server "$srv" || { stop_server; return 0; }
     args=(--url "http://127.0.0.1:$server_port" --label "$srv" --server-pid "$server_pid" --sources "$sources"
         --polling-pct "$pp" --payload "$payload" --quiet "${gen_jwt[@]}")
@@ -296,6 +309,8 @@ run_one() { # rep server scenario
         [ -n "$ev_rate" ] && args+=(--rate "$ev_rate") ;;
     churn) args=(churn "${args[@]}" --clients "$clients" --rate "$rate" --duration "$duration" --churn-rate "$churn_rate"
         --churn-life "$churn_life") ;;
+    rest) args=(broadcast "${args[@]}" --clients "$rest_clients" --rate 0 --window "$rest_window"
+        --messages "$rest_messages" --rest-key "$rest_key") ;;
     *) echo "unknown scenario $sc" >&2; stop_server; return 0 ;;
     esac
     if [ "$sc" = acks ] || [ "$sc" = events ]; then [ -n "$ack_clients" ] && args+=(--ack-clients "$ack_clients"); fi
@@ -322,7 +337,7 @@ run_one() { # rep server scenario
     echo "# servers pinned to core $server_cpu, generator to core $gen_cpu; $reps repetitions"
     echo "# clients $clients (idle $idle_clients), JWT $jwt, rate $rate/s, duration ${duration}s," \
         "saturation $sat_messages msgs window $window, churn $churn_rate/s x ${churn_life}s," \
-        "polling $polling_pct%, payload $payload B"
+        "rest $rest_messages msgs to $rest_clients window $rest_window, polling $polling_pct%, payload $payload B"
 } | tee "$out/header.txt" >&2
 
 for rep in $(seq 1 "$reps"); do

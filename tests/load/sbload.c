@@ -414,11 +414,18 @@ static void publish_raw(const char *payload, int plen)
 {
     char buf[sizeof(padding) + 512];
     int n;
-    if (R.cfg.pub_redis) {
+    if (R.cfg.rest_key || R.cfg.pub_redis) {
+        /* The same message either way: the body of POST /v1/emit is the bus entry's msg. */
         n = snprintf(buf, sizeof(buf), "{\"event\":\"m\",\"args\":[%.*s],\"rooms\":[\"%s\"]}", plen, payload,
                      R.cfg.room);
-        if (n > 0 && (size_t)n < sizeof(buf) && lg_backend_publish(buf, (size_t)n) != 0)
+        if (n <= 0 || (size_t)n >= sizeof(buf))
+            return;
+        if (R.cfg.rest_key) {
+            if (lg_rest_publish(buf, (size_t)n, R.phase == P_MEASURE) != 0)
+                R.rest_err++;
+        } else if (lg_backend_publish(buf, (size_t)n) != 0) {
             R.redis_errors++;
+        }
     } else {
         n = snprintf(buf, sizeof(buf), "42[\"bcast\",\"%s\",%.*s]", R.cfg.room, plen, payload);
         if (n > 0 && (size_t)n < sizeof(buf))
@@ -835,6 +842,13 @@ static void report(void)
         hist_json(f, "lat_ms", &R.lat);
         per_unit_json(f, "server_us_per_delivery", (double)(R.uniq + R.churn_deliveries));
         measured = (double)R.uniq;
+        if (R.cfg.rest_key) {
+            fprintf(f, ",\"rest\":{\"conns\":%d,\"requests\":%llu,\"ok\":%llu,\"errors\":%llu,\"emits_per_s\":%.1f}",
+                    R.cfg.rest_conns, (unsigned long long)R.rest_sent, (unsigned long long)R.rest_ok,
+                    (unsigned long long)R.rest_err, span > 0 ? (double)R.sent / span : 0.0);
+            hist_json(f, "rest_ms", &R.rest_lat);
+            per_unit_json(f, "server_us_per_emit", (double)R.sent);
+        }
         if (scenario == SC_CHURN) {
             double d = R.cfg.duration;
             fprintf(f,
@@ -1031,6 +1045,8 @@ static void usage(FILE *f)
           "  --connect-timeout S     connect/barrier phase bound (default 60)\n"
           "  --timeout S             hard bound of the whole run (default 300)\n"
           "  --join-batch N          switchboard: sockets per XADD op join (default 500)\n"
+          "  --rest-key KEY          broadcast, churn: publish with POST /v1/emit (Authorization: Bearer KEY)\n"
+          "  --rest-conns N          keep-alive connections for those requests (default 8)\n"
           "  --quiet                 no summary on stderr\n",
           f);
 }
@@ -1123,6 +1139,7 @@ int main(int argc, char **argv)
     c->connect_timeout = 60;
     c->timeout = 300;
     c->join_batch = 500;
+    c->rest_conns = 8;
     const char *url = NULL, *redis = NULL, *sources = "127.0.0.1", *token_file = NULL;
     static const struct option opts[] = {
         {"url", 1, 0, 'u'},
@@ -1153,6 +1170,8 @@ int main(int argc, char **argv)
         {"connect-timeout", 1, 0, 'O'},
         {"timeout", 1, 0, 't'},
         {"join-batch", 1, 0, 'j'},
+        {"rest-key", 1, 0, 'k'},
+        {"rest-conns", 1, 0, 'N'},
         {"quiet", 0, 0, 'Q'},
         {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
@@ -1295,6 +1314,13 @@ int main(int argc, char **argv)
             bad = parse_num(optarg, 1, 100000, &v);
             c->join_batch = (int)v;
             break;
+        case 'k':
+            c->rest_key = optarg;
+            break;
+        case 'N':
+            bad = parse_num(optarg, 1, 256, &v);
+            c->rest_conns = (int)v;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -1318,6 +1344,10 @@ int main(int argc, char **argv)
             return 2;
         }
         c->pub_redis = 1;
+    }
+    if (c->rest_key && scenario != SC_BROADCAST && scenario != SC_CHURN) {
+        fprintf(stderr, "sbload: --rest-key is for broadcast and churn\n");
+        return 2;
     }
     if (token_file && load_tokens(token_file) != 0)
         return 2;
@@ -1357,7 +1387,7 @@ int main(int argc, char **argv)
     R.base = event_base_new_with_config(ecfg);
     event_config_free(ecfg);
     if (R.base == NULL || lg_hist_init(&R.connect_hist) || lg_hist_init(&R.lat) || lg_hist_init(&R.ack_lat) ||
-        lg_hist_init(&R.ev_lat)) {
+        lg_hist_init(&R.ev_lat) || lg_hist_init(&R.rest_lat)) {
         fprintf(stderr, "sbload: out of memory\n");
         return 1;
     }
@@ -1371,6 +1401,10 @@ int main(int argc, char **argv)
         R.members[i].fd = -1;
     if (c->pub_redis && lg_backend_open() != 0) {
         fprintf(stderr, "sbload: %s\n", R.last_error);
+        return 1;
+    }
+    if (c->rest_key && lg_rest_open() != 0) {
+        fprintf(stderr, "sbload: cannot set up the REST connections\n");
         return 1;
     }
     R.t0 = lg_now();
@@ -1414,6 +1448,8 @@ int main(int argc, char **argv)
     churn_sweep(1);
     if (c->pub_redis)
         lg_backend_close();
+    if (c->rest_key)
+        lg_rest_close();
     /* Let the close frames and the Redis QUIT leave before the process exits. */
     struct timeval short_tv = {0, 100000};
     event_base_loopexit(R.base, &short_tv);

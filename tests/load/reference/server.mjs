@@ -19,6 +19,10 @@
 // - every "e" the handler receives is counted; the control client's "count"
 //   (ack) is answered with that count (the events scenario, where "e" comes
 //   without an ack and the count is what the generator compares with what it sent);
+// - POST /v1/emit with a JSON body {"event","args","rooms"} (the body switchboard's
+//   REST API takes) broadcasts event(...args) to those rooms and answers 202, as
+//   a backend's REST call would (sbload --rest-key); the Authorization header is
+//   not checked;
 // - prints "listening <port>" on stdout once it accepts connections.
 
 import crypto from 'node:crypto';
@@ -87,7 +91,30 @@ if (opt.redis) {
     serverOpts.adapter = createAdapter(redisClient);
 }
 
-const http = createServer();
+// Registered before Socket.IO attaches: engine.io hands it every request outside /socket.io/.
+let emits = 0;
+const http = createServer((req, res) => {
+    if (req.method !== 'POST' || req.url !== '/v1/emit') {
+        res.writeHead(404).end();
+        return;
+    }
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+        let m;
+        try {
+            m = JSON.parse(Buffer.concat(chunks));
+        } catch {
+            m = null;
+        }
+        if (!m || typeof m.event !== 'string' || !Array.isArray(m.rooms)) {
+            res.writeHead(400).end();
+            return;
+        }
+        io.to(m.rooms).emit(m.event, ...(Array.isArray(m.args) ? m.args : []));
+        res.writeHead(202, { 'content-type': 'application/json' }).end(`{"id":"${++emits}"}`);
+    });
+});
 const io = new Server(http, serverOpts);
 
 if (opt['jwt-secret'] || opt['jwt-public-key']) {
