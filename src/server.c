@@ -333,7 +333,9 @@ int sb_server_reload_tls(sb_server_t *s, const char **why)
 
 /* ---- listeners --------------------------------------------------------------------------------------------------- */
 
-static int open_listener(const sb_listen_addr_t *a, const char **why)
+/* A socket bound to a (listening when `listening`: SO_REUSEPORT, TCP_NODELAY, listen()), or -1 with errno and
+ * *why set. */
+static int bind_addr(const sb_listen_addr_t *a, int listening, const char **why)
 {
     struct addrinfo hints = {0}, *res = NULL;
     char port[8];
@@ -348,17 +350,39 @@ static int open_listener(const sb_listen_addr_t *a, const char **why)
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-        *why = strerror(errno);
+        (listening && (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+                       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0)) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || (listening && listen(fd, 4096) != 0)) {
+        int e = errno;
+        *why = strerror(e);
         if (fd >= 0)
             close(fd);
         freeaddrinfo(res);
+        errno = e;
         return -1;
     }
     freeaddrinfo(res);
     return fd;
+}
+
+static int open_listener(const sb_listen_addr_t *a, const char **why)
+{
+    return bind_addr(a, 1, why);
+}
+
+/* Every worker listens on its own SO_REUSEPORT socket, and the kernel would as readily let another process of the
+ * same user join the port and take part of the connections without a word (a stale switchboard, a second one
+ * started by mistake). A plain bind first finds such a listener: refuse to start then. */
+static int check_addr_free(const sb_listen_addr_t *a, const char **why)
+{
+    int fd = bind_addr(a, 0, why);
+    if (fd < 0) {
+        if (errno == EADDRINUSE)
+            *why = "--listen: the address is already in use (another process listens on it)";
+        return -1;
+    }
+    close(fd);
+    return 0;
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err);
@@ -715,6 +739,9 @@ int sb_server_init(sb_server_t *s, sb_config_t *cfg, const char *redis_url, cons
         }
     }
 
+    for (size_t i = 0; i < cfg->listen_count; i++)
+        if (check_addr_free(&cfg->listen[i], why) != 0)
+            return SB_EINVAL;
     s->nworkers = cfg->threads;
     s->workers = calloc(s->nworkers, sizeof(*s->workers));
     if (s->workers == NULL) {

@@ -100,6 +100,17 @@ test('a port already taken refuses to start', async () => {
     }
 });
 
+test('a port another switchboard listens on (SO_REUSEPORT) refuses to start rather than share it', async (t) => {
+    const first = await startSwitchboard({ redisUrl: redis.url, prefix: `${uniq('t67s')}:`, threads: 2 });
+    t.after(() => stopChild(first.child));
+    const r = await run(['--listen', `127.0.0.1:${first.port}`, '--threads', '2', '--redis', redis.url,
+        '--api-key', 'a-long-enough-key']);
+    assert.equal(r.code, 1, r.out);
+    assert.equal(record(r.out, 'cannot start')?.error,
+        '--listen: the address is already in use (another process listens on it)');
+    assert.equal((await request(`${first.url}/healthz`)).status, 200, 'the first one still serves');
+});
+
 // A stand-in Redis that answers each command with `answer(command words)` (a RESP string; null hangs up).
 async function fakeRedis(answer) {
     const server = net.createServer((sock) => {
