@@ -421,7 +421,8 @@ static void publish_raw(const char *payload, int plen)
         if (n <= 0 || (size_t)n >= sizeof(buf))
             return;
         if (R.cfg.rest_key) {
-            if (lg_rest_publish(buf, (size_t)n, R.phase == P_MEASURE) != 0)
+            int measured = R.phase == P_MEASURE;
+            if (lg_rest_publish(buf, (size_t)n, measured) != 0 && measured)
                 R.rest_err++;
         } else if (lg_backend_publish(buf, (size_t)n) != 0) {
             R.redis_errors++;
