@@ -602,9 +602,13 @@ static int collect(sb_ws_t *ws)
         ws->pong = NULL;
         room--;
     }
-    ws->inflight = ws->qlen < room ? ws->qlen : room;
-    if (ws->inflight == ws->qlen && ws->closef != NULL)
-        ws->close_inflight = 1;
+    if (ws->qlen <= room) {
+        ws->inflight = ws->qlen;
+        if (ws->closef != NULL)
+            ws->close_inflight = 1;
+    } else {
+        ws->inflight = room;
+    }
     if (ws->pong_inflight == NULL && ws->inflight == 0 && !ws->close_inflight)
         return 0;
     ws->writes++;
