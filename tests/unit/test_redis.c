@@ -394,22 +394,27 @@ static void on_incr(sb_redis_t *r, redisReply *reply, const char *err, void *dat
     order_next++;
 }
 
+/* Issues n INCRs of key (just deleted) in one loop iteration; each reply must come in order with i + 1. */
+static void incr_in_order(fixture_t *f, const char *key, int n)
+{
+    const char *argv[] = {"INCR", key};
+    order_next = 0;
+    order_bad = 0;
+    for (int i = 0; i < n; i++)
+        assert_int_equal(sb_redis_commandargv(f->r, on_incr, (void *)(intptr_t)i, 0, 2, argv, NULL), 0);
+    RUN_UNTIL(f, order_next == n, 5000);
+    assert_int_equal(order_next, n);
+    assert_int_equal(order_bad, 0);
+}
+
 static void test_pipeline_in_order(void **state)
 {
     (void)state;
     fixture_t *f = fixture_connected(&embedded_addr, 2000);
     result_t del = {0};
-    const char *argv[] = {"INCR", "sb:test:counter"};
-
     assert_int_equal(cmd(f, &del, 0, "DEL", "sb:test:counter", NULL), 0);
     RUN_UNTIL(f, del.called, 2000);
-    order_next = 0;
-    order_bad = 0;
-    for (int i = 0; i < 1000; i++)
-        assert_int_equal(sb_redis_commandargv(f->r, on_incr, (void *)(intptr_t)i, 0, 2, argv, NULL), 0);
-    RUN_UNTIL(f, order_next == 1000, 5000);
-    assert_int_equal(order_next, 1000);
-    assert_int_equal(order_bad, 0);
+    incr_in_order(f, "sb:test:counter", 1000);
     fixture_free(f);
 }
 
@@ -693,20 +698,12 @@ static void test_flush_batches_one_write(void **state)
     redisContext *c = sb_redis_connect_sync(&embedded_addr, 1000, &why);
     assert_non_null(c);
     result_t del = {0};
-    const char *argv[] = {"INCR", "sb:test:batch"};
-
     assert_int_equal(cmd(f, &del, 0, "DEL", "sb:test:batch", NULL), 0);
     RUN_UNTIL(f, del.called, 2000);
     long long reads0 = info_stat(c, "total_reads_processed");
-    order_next = 0;
-    order_bad = 0;
     /* 200 commands in one loop iteration (about 7 KB): written by one write() at the end of the iteration, so
      * Redis reads them at once; written one by one they would cost it about 200 reads */
-    for (int i = 0; i < 200; i++)
-        assert_int_equal(sb_redis_commandargv(f->r, on_incr, (void *)(intptr_t)i, 0, 2, argv, NULL), 0);
-    RUN_UNTIL(f, order_next == 200, 5000);
-    assert_int_equal(order_next, 200);
-    assert_int_equal(order_bad, 0);
+    incr_in_order(f, "sb:test:batch", 200);
     long long reads = info_stat(c, "total_reads_processed") - reads0;
     assert_true(reads >= 2); /* the batch and this INFO */
     assert_true(reads <= 3);
