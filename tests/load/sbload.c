@@ -737,7 +737,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         }
         if (scenario == SC_CHURN)
             churn_sweep(0);
-        if (R.uniq >= (uint64_t)R.cfg.messages * (uint64_t)(measured_members - (int)members_lost) ||
+        /* A 202 can come after the bus already delivered its message: wait for the answers too. */
+        uint64_t rest_out = R.rest_sent - R.rest_ok - R.rest_err;
+        if ((R.uniq >= (uint64_t)R.cfg.messages * (uint64_t)(measured_members - (int)members_lost) && rest_out == 0) ||
             now - t_phase > R.cfg.drain) {
             lg_snap_take(&snap_b, R.cfg.server_pid, R.cfg.redis_pid);
             finish();
