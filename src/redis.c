@@ -2,10 +2,12 @@
  * redis.c — one hiredis 0.14 async connection driven by an h2o 2.2.5 evloop.
  *
  * How it hangs together:
- * - hiredis owns the socket and does all reading and writing. h2o watches a
- *   dup() of its fd (H2O_SOCKET_FLAG_DONT_READ), so h2o only tells us when the
- *   fd is readable (read_start) or writable (notify_write, one-shot) and we
- *   call redisAsyncHandleRead / redisAsyncHandleWrite.
+ * - hiredis owns the socket and does the reading. h2o watches a dup() of its
+ *   fd (H2O_SOCKET_FLAG_DONT_READ), so h2o only tells us when the fd is
+ *   readable (read_start) or writable (notify_write, one-shot) and we call
+ *   redisAsyncHandleRead. A connected context's output buffer is written by
+ *   write_obuf, which keeps the buffer's capacity (hiredis frees it after each
+ *   write); connecting and errors go through redisAsyncHandleWrite.
  * - Writes are deferred, not polled for: when hiredis asks for write
  *   readiness on a connected context we only link a 0 ms timer ("flush"), which
  *   h2o runs after this loop iteration's socket callbacks, and it calls
@@ -28,6 +30,7 @@
  */
 #include "switchboard/redis.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,7 @@
 #include <unistd.h>
 
 #include <hiredis/async.h>
+#include <hiredis/sds.h>
 
 #include "switchboard/common.h"
 #include "switchboard/log.h"
@@ -48,6 +52,7 @@
     ((size_t)64 * 1024 * 1024) /* argument bytes of outstanding commands (bounds hiredis's obuf) */
 #define FMT_KEEP_BYTES                                                                                                 \
     ((size_t)64 * 1024) /* the reused formatting buffer is kept up to this size; larger ones are freed */
+#define OBUF_KEEP_BYTES ((size_t)256 * 1024) /* hiredis's output buffer keeps its capacity up to this size */
 
 enum conn_state { ST_DISCONNECTED, ST_CONNECTING, ST_READY, ST_CLOSED };
 
@@ -406,11 +411,51 @@ static void on_sock_read(h2o_socket_t *sock, const char *err)
 }
 
 static void on_sock_write(h2o_socket_t *sock, const char *err);
+static void ev_add_read(void *privdata);
+
+/* hiredis 0.14 frees its output buffer after every complete write (redisBufferWrite), so each loop iteration's
+ * commands regrew it from empty by doubling reallocs: about 7 % of a handshake's CPU while connections ramp up,
+ * most of it first touches of fresh heap. A connected context's buffer is written here instead and keeps its
+ * capacity, up to OBUF_KEEP_BYTES. Returns 0 when everything went out, 1 when some is left (EAGAIN or a short
+ * write), -1 when hiredis must do it: not connected yet (it learns of the finished connect from this write
+ * readiness) or an error, which its own write then meets and turns into a disconnect. */
+static int write_obuf(link_t *l)
+{
+    redisContext *c = &l->ac->c;
+    if (c->err != 0 || (c->flags & REDIS_CONNECTED) == 0 || c->obuf == NULL)
+        return -1;
+    size_t len = sdslen(c->obuf);
+    if (len == 0)
+        return 0;
+    ssize_t n = write(c->fd, c->obuf, len);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 1 : -1;
+    if ((size_t)n < len) {
+        sdsrange(c->obuf, (int)n, -1); /* len <= MAX_PENDING_BYTES + one command: fits an int */
+        return 1;
+    }
+    sdsclear(c->obuf);
+    if (sdsalloc(c->obuf) > OBUF_KEEP_BYTES) {
+        sds t = sdsRemoveFreeSpace(c->obuf); /* a burst's buffer is not kept */
+        if (t != NULL)
+            c->obuf = t;
+    }
+    return 0;
+}
 
 /* Writes what hiredis holds, and polls for EPOLLOUT only when some of it is left. Called with enter() done, never
  * from inside a hiredis callback (hiredis would free the context under its own caller on a write error). */
 static void handle_write(link_t *l)
 {
+    int left = write_obuf(l);
+    if (left >= 0) {
+        ev_add_read(l); /* as hiredis does after every write */
+        if (left == 1 && !l->write_armed) {
+            l->write_armed = 1;
+            h2o_socket_notify_write(l->sock, on_sock_write);
+        }
+        return;
+    }
     l->in_write = 1;
     l->more = 0;
     /* On a write error hiredis fails every pending callback and frees the context: ev_cleanup sets l->ac = NULL and
@@ -724,6 +769,13 @@ sb_redis_t *sb_redis_create(h2o_loop_t *loop, const sb_redis_addr_t *addr, uint6
 int sb_redis_connected(sb_redis_t *r)
 {
     return r != NULL && r->state == ST_READY;
+}
+
+size_t sb_redis_output_capacity(const sb_redis_t *r)
+{
+    if (r == NULL || r->link == NULL || r->link->ac == NULL || r->link->ac->c.obuf == NULL)
+        return 0;
+    return sdsalloc(r->link->ac->c.obuf);
 }
 
 /* Commands that switch the connection into push mode break the one-reply-per-

@@ -53,6 +53,12 @@ sb_redis_t *sb_redis_create(h2o_loop_t *loop, const sb_redis_addr_t *addr, uint6
 /* 1 when connected and ready for commands. */
 int sb_redis_connected(sb_redis_t *r);
 
+/* Bytes allocated for the connection's output buffer right now (0 when not
+ * connected). Between bursts it stays allocated up to 256 KiB, so a loop
+ * iteration's commands are appended without regrowing it; larger ones are
+ * given back once written. For tests and diagnostics. */
+size_t sb_redis_output_capacity(const sb_redis_t *r);
+
 /* Sends a command. timeout_ms 0 means the default; blocking commands
  * (XREAD BLOCK n) pass n plus a margin. Returns 0, or SB_EAGAIN when not
  * connected (the callback is then NOT called), or SB_ENOMEM. */
