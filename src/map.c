@@ -102,17 +102,27 @@ void sb_map_init(sb_map_t *m)
     m->cap = 0;
     m->count = 0;
     m->used = 0;
+    m->borrowed = 0;
+}
+
+void sb_map_init_borrowed(sb_map_t *m)
+{
+    sb_map_init(m);
+    m->borrowed = 1;
 }
 
 void sb_map_free(sb_map_t *m)
 {
-    for (size_t i = 0; i < m->cap; i++) {
+    for (size_t i = 0; !m->borrowed && i < m->cap; i++) {
         char *k = m->entries[i].key;
         if (k != NULL && k != TOMBSTONE)
             free(k);
     }
     free(m->entries);
-    sb_map_init(m);
+    m->entries = NULL;
+    m->cap = 0;
+    m->count = 0;
+    m->used = 0;
 }
 
 static int live(const sb_map_entry_t *e)
@@ -173,17 +183,23 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
     size_t h = (size_t)hash_bytes(key, keylen);
     size_t i = find(m, key, keylen, h);
     if (i != SIZE_MAX) {
+        if (m->borrowed) /* the key now lives in the new value */
+            m->entries[i].key = (char *)(uintptr_t)key;
         m->entries[i].value = value;
         return 0;
     }
     if (keylen == SIZE_MAX)
         return SB_ENOMEM;
-    char *copy = malloc(keylen + 1);
-    if (copy == NULL)
-        return SB_ENOMEM;
-    if (keylen != 0)
-        memcpy(copy, key, keylen);
-    copy[keylen] = '\0';
+    char *copy;
+    if (m->borrowed) {
+        copy = (char *)(uintptr_t)key; /* never written through: only compared and returned as the entry's key */
+    } else {
+        if ((copy = malloc(keylen + 1)) == NULL)
+            return SB_ENOMEM;
+        if (keylen != 0)
+            memcpy(copy, key, keylen);
+        copy[keylen] = '\0';
+    }
 
     /* Keep live + tombstones at or below 70% so probes stay short and always
      * terminate. The new size targets <= 50% live load, so a rehash is
@@ -193,13 +209,15 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
         size_t newcap = MIN_CAP;
         while ((m->count + 1) * 2 > newcap) {
             if (newcap > SIZE_MAX / 2 / sizeof(sb_map_entry_t)) {
-                free(copy);
+                if (!m->borrowed)
+                    free(copy);
                 return SB_ENOMEM;
             }
             newcap *= 2;
         }
         if (rehash(m, newcap) != 0) {
-            free(copy);
+            if (!m->borrowed)
+                free(copy);
             return SB_ENOMEM;
         }
     }
@@ -229,7 +247,8 @@ void *sb_map_del(sb_map_t *m, const char *key, size_t keylen)
         return NULL;
     sb_map_entry_t *e = &m->entries[i];
     void *value = e->value;
-    free(e->key);
+    if (!m->borrowed)
+        free(e->key);
     /* A tombstone keeps the probe chains of later keys intact; it is also what
      * makes deleting the current entry during iteration safe (nothing moves). */
     e->key = TOMBSTONE;

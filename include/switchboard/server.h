@@ -128,6 +128,7 @@ struct sb_worker {
     atomic_ulong shed_share; /* this round's closes for this worker, set by worker 0 before it posts shed_start */
     atomic_int functions_ok; /* Redis holds our version of the Functions library */
 
+    /* borrowed-key maps (map.h): each key is the value's own sid, id or room key */
     sb_map_t conns;   /* Engine.IO sid -> sb_eio_conn */
     sb_map_t sockets; /* Socket.IO socket id -> sb_socket */
     sb_map_t rooms;   /* "<nsp>\0<room>" -> sb_room; room "" of a namespace = every socket of it */

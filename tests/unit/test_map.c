@@ -71,6 +71,49 @@ static void test_key_is_copied(void **state)
     sb_map_free(&m);
 }
 
+static void test_borrowed_keys(void **state)
+{
+    (void)state;
+    sb_map_t m;
+    sb_map_init_borrowed(&m);
+    /* keys that live in their values, as a room's name lives in the room */
+    static char k1[] = "room:a", k2[] = "room:b", k1b[] = "room:a";
+    assert_int_equal(sb_map_set(&m, k1, 6, &v1), 0);
+    assert_int_equal(sb_map_set(&m, k2, 6, &v2), 0);
+    assert_ptr_equal(sb_map_get(&m, "room:a", 6), &v1);
+    size_t it = 0;
+    const sb_map_entry_t *e;
+    int seen = 0;
+    while (sb_map_next(&m, &it, &e)) {
+        assert_true(e->key == k1 || e->key == k2); /* the caller's bytes, not a copy */
+        seen++;
+    }
+    assert_int_equal(seen, 2);
+    /* a replacement takes the new value's key pointer: the old value may go */
+    assert_int_equal(sb_map_set(&m, k1b, 6, &v3), 0);
+    it = 0;
+    while (sb_map_next(&m, &it, &e))
+        if (e->value == &v3)
+            assert_ptr_equal(e->key, k1b);
+    assert_ptr_equal(sb_map_del(&m, "room:a", 6), &v3);
+    assert_null(sb_map_get(&m, "room:a", 6));
+    /* growth and tombstones keep the pointers; free releases no key (ASan/valgrind would see a bad free) */
+    static char many[200][8];
+    for (int i = 0; i < 200; i++) {
+        snprintf(many[i], sizeof(many[i]), "k%d", i);
+        assert_int_equal(sb_map_set(&m, many[i], strlen(many[i]), many[i]), 0);
+    }
+    for (int i = 0; i < 200; i += 2)
+        assert_ptr_equal(sb_map_del(&m, many[i], strlen(many[i])), many[i]);
+    for (int i = 1; i < 200; i += 2)
+        assert_ptr_equal(sb_map_get(&m, many[i], strlen(many[i])), many[i]);
+    assert_int_equal(m.count, 101);
+    sb_map_free(&m);
+    assert_int_equal(m.borrowed, 1); /* still a borrowed map, empty */
+    assert_int_equal(sb_map_set(&m, k2, 6, &v2), 0);
+    sb_map_free(&m);
+}
+
 static void test_many_keys_growth(void **state)
 {
     (void)state;
@@ -214,9 +257,10 @@ static void test_binary_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_set_get_del_replace),     cmocka_unit_test(test_key_is_copied),
-        cmocka_unit_test(test_many_keys_growth),        cmocka_unit_test(test_tombstone_reuse),
-        cmocka_unit_test(test_iteration_with_deletion), cmocka_unit_test(test_binary_keys),
+        cmocka_unit_test(test_set_get_del_replace), cmocka_unit_test(test_key_is_copied),
+        cmocka_unit_test(test_borrowed_keys),       cmocka_unit_test(test_many_keys_growth),
+        cmocka_unit_test(test_tombstone_reuse),     cmocka_unit_test(test_iteration_with_deletion),
+        cmocka_unit_test(test_binary_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
