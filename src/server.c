@@ -394,6 +394,23 @@ static void resume_accept(h2o_timeout_entry_t *e)
         h2o_socket_read_start(w->listeners[i], on_accept);
 }
 
+/* What h2o_evloop_socket_accept does, two syscalls shorter: the peer's address comes from accept4 itself (every
+ * connection asks for it, for logs and limits, and h2o would fetch it with getpeername), and TCP_NODELAY is not set
+ * again (Linux copies it from the listener, which bind_addr set it on, as h2o's later versions also rely on). The
+ * h2o socket still costs its fcntl(O_NONBLOCK). */
+static h2o_socket_t *accept_one(sb_worker_t *w, h2o_socket_t *listener)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    int fd = accept4(h2o_socket_get_fd(listener), (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    h2o_socket_t *sock = h2o_evloop_socket_create(w->loop, fd, H2O_SOCKET_FLAG_IS_ACCEPTED_CONNECTION);
+    if (len > 0 && len <= sizeof(sa))
+        h2o_socket_setpeername(sock, (struct sockaddr *)&sa, len);
+    return sock;
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err != NULL)
@@ -401,10 +418,10 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     sb_worker_t *w = listener->data;
     if (atomic_load(&w->stop))
         return;
-    /* h2o_evloop_socket_accept takes one connection per call: drain a bounded batch. */
+    /* One connection per accept4: drain a bounded batch. */
     for (int i = 0; i < 64; i++) {
         errno = 0;
-        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        h2o_socket_t *sock = accept_one(w, listener);
         if (sock == NULL) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of file descriptors: the listener stays readable, so accepting again at once would spin.
@@ -649,9 +666,9 @@ static sb_worker_t *worker_new(sb_server_t *s, unsigned idx, const char **why)
     w->queue = h2o_multithread_create_queue(w->loop);
     h2o_multithread_register_receiver(w->queue, &w->receiver, on_messages);
     w->ws = sb_ws_ctx_create(w->loop);
-    sb_map_init(&w->conns);
-    sb_map_init(&w->sockets);
-    sb_map_init(&w->rooms);
+    sb_map_init_borrowed(&w->conns);
+    sb_map_init_borrowed(&w->sockets);
+    sb_map_init_borrowed(&w->rooms);
     sb_engine_worker_init(w);
     sb_session_worker_init(w);
     sb_api_worker_init(w);
