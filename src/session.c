@@ -135,13 +135,17 @@ struct sio_conn {
     sb_worker_t *w;
     h2o_linklist_t sockets;
     h2o_timeout_entry_t connect_timer;
-    /* a binary packet waiting for its attachments */
-    int has_pending;
-    sb_sio_packet_t pending;
+    struct binary_pending *pending; /* a binary packet waiting for its attachments, NULL otherwise */
+};
+
+/* Allocated only while a binary packet waits for its attachments: the packet alone (its namespace buffer) is over
+ * 300 bytes, too much to carry in every connection. One block: the attachments' pointers and lengths follow. */
+typedef struct binary_pending {
+    sb_sio_packet_t packet; /* owned: its data is freed with it */
     size_t nbins;
     char **bins;
     size_t *lens;
-};
+} binary_pending_t;
 
 static const char *find_nsp(const sb_config_t *cfg, const char *nsp)
 {
@@ -470,14 +474,20 @@ static void backlog_drop(backlog_t *bl, size_t n)
     bl->base += n;
 }
 
-/* Entries no replaying socket needs any more go. */
+/* Entries no replaying socket needs any more go. The list is in replay_begin order, and base + len never goes
+ * down, so `from` only grows along it, and sockets of older epochs (which need nothing) come first: the first one
+ * of this epoch needs the oldest entry. This runs whenever a socket stops replaying, which is every connect. */
 static void backlog_trim(backlog_t *bl)
 {
     uint64_t min = bl->base + bl->len;
+    if (bl->len == 0)
+        return;
     for (h2o_linklist_t *l = bl->replaying.next; l != &bl->replaying; l = l->next) {
         recovery_t *r = H2O_STRUCT_FROM_MEMBER(recovery_t, replay_link, l);
-        if (r->epoch == bl->epoch && r->from < min)
-            min = r->from;
+        if (r->epoch == bl->epoch) {
+            min = r->from < min ? r->from : min;
+            break;
+        }
     }
     if (min > bl->base)
         backlog_drop(bl, (size_t)(min - bl->base));
@@ -2034,16 +2044,14 @@ static void protocol_error(sio_conn_t *sc, const char *why)
 
 static void pending_clear(sio_conn_t *sc)
 {
-    for (size_t i = 0; i < sc->nbins; i++)
-        free(sc->bins[i]);
-    free(sc->bins);
-    free(sc->lens);
-    sc->bins = NULL;
-    sc->lens = NULL;
-    sc->nbins = 0;
-    if (sc->has_pending)
-        sb_sio_packet_clear(&sc->pending);
-    sc->has_pending = 0;
+    binary_pending_t *bp = sc->pending;
+    if (bp == NULL)
+        return;
+    for (size_t i = 0; i < bp->nbins; i++)
+        free(bp->bins[i]);
+    sb_sio_packet_clear(&bp->packet);
+    free(bp);
+    sc->pending = NULL;
 }
 
 static void dispatch(sio_conn_t *sc, sb_sio_packet_t *p)
@@ -2111,7 +2119,8 @@ void sb_session_on_message(sb_eio_conn_t *c, int binary, const char *data, size_
     if (sc == NULL)
         return;
     if (binary) {
-        if (!sc->has_pending) {
+        binary_pending_t *bp = sc->pending;
+        if (bp == NULL) {
             protocol_error(sc, "unexpected binary attachment");
             return;
         }
@@ -2121,24 +2130,24 @@ void sb_session_on_message(sb_eio_conn_t *c, int binary, const char *data, size_
             return;
         }
         memcpy(copy, data, len);
-        sc->bins[sc->nbins] = copy;
-        sc->lens[sc->nbins] = len;
-        if (++sc->nbins == sc->pending.attachments) {
+        bp->bins[bp->nbins] = copy;
+        bp->lens[bp->nbins] = len;
+        if (++bp->nbins == bp->packet.attachments) {
             const char *why = NULL;
-            if (sb_sio_attach_binary(sc->pending.data, (const void *const *)sc->bins, sc->lens, sc->nbins, &why) != 0) {
+            if (sb_sio_attach_binary(bp->packet.data, (const void *const *)bp->bins, bp->lens, bp->nbins, &why) != 0) {
                 protocol_error(sc, why != NULL ? why : "bad attachment");
                 pending_clear(sc);
                 return;
             }
-            sb_sio_packet_t p = sc->pending;
-            sc->has_pending = 0;
+            sb_sio_packet_t p = bp->packet;
+            bp->packet.data = NULL; /* moved to p */
             pending_clear(sc);
             dispatch(sc, &p);
             sb_sio_packet_clear(&p);
         }
         return;
     }
-    if (sc->has_pending) {
+    if (sc->pending != NULL) {
         protocol_error(sc, "text packet while waiting for binary attachments");
         return;
     }
@@ -2149,16 +2158,17 @@ void sb_session_on_message(sb_eio_conn_t *c, int binary, const char *data, size_
         return;
     }
     if ((p.type == SB_SIO_BINARY_EVENT || p.type == SB_SIO_BINARY_ACK) && p.attachments > 0) {
-        sc->bins = calloc(p.attachments, sizeof(*sc->bins));
-        sc->lens = calloc(p.attachments, sizeof(*sc->lens));
-        if (sc->bins == NULL || sc->lens == NULL) {
+        /* attachments <= max_attachments (the parser's bound), so the size cannot overflow */
+        binary_pending_t *bp = calloc(1, sizeof(*bp) + p.attachments * (sizeof(char *) + sizeof(size_t)));
+        if (bp == NULL) {
             sb_sio_packet_clear(&p);
-            pending_clear(sc);
             protocol_error(sc, "out of memory");
             return;
         }
-        sc->pending = p;
-        sc->has_pending = 1;
+        bp->bins = (char **)(bp + 1);
+        bp->lens = (size_t *)(bp->bins + p.attachments);
+        bp->packet = p;
+        sc->pending = bp;
         return;
     }
     dispatch(sc, &p);
