@@ -4,8 +4,11 @@
  *
  * One sb_auth_t per process, created from the configuration at start-up and
  * shared read-only by the workers (sb_auth_reload swaps the key under a lock
- * on SIGHUP). Each worker owns an sb_auth_cache_t of verified tokens, so a
- * reconnect storm does not verify the same signature again and again.
+ * on SIGHUP). Each worker owns an sb_auth_cache_t of verified RS256/ES256
+ * tokens, so a reconnect storm does not verify the same signature again and
+ * again. HS* tokens skip it: an HMAC check costs little more than a hit, while
+ * a miss costs a SHA-256, an entry of ~400 bytes and several allocations, a
+ * loss when (as usual) every client has its own token.
  *
  * libjwt 1.10 pitfalls handled here (DESIGN §6): the token's own `alg` is
  * never trusted (it must equal --jwt-alg, `none` is always refused, and an
@@ -66,15 +69,18 @@ int sb_auth_reload_from(sb_auth_t *a, const sb_config_t *cfg, const char **why);
 int sb_auth_verify(sb_auth_t *a, const char *token, size_t len, uint64_t now_ms, sb_claims_t *out, const char **code,
                    const char **message);
 
-/* A bounded per-worker cache (LRU, at most max entries) of verified tokens,
- * keyed by the token's SHA-256; entries are valid until the token's exp (plus
- * --jwt-leeway). Not thread-safe: one per worker. max 0 caches nothing.
- * Returns NULL when out of memory. */
+/* A bounded per-worker cache (LRU, at most max entries) of verified RS256 /
+ * ES256 tokens, keyed by the token's SHA-256; entries are valid until the
+ * token's exp (plus --jwt-leeway). Not thread-safe: one per worker. max 0
+ * caches nothing. Returns NULL when out of memory. */
 sb_auth_cache_t *sb_auth_cache_create(size_t max);
 void sb_auth_cache_free(sb_auth_cache_t *c);
 /* Like sb_auth_verify, through the cache (a hit copies the cached claims; an
  * expired entry is dropped and the token verified again, which then fails
- * with token_expired). A reload (key generation change) empties the cache. */
+ * with token_expired). A reload (key generation change) empties the cache.
+ * While an HS* algorithm is in force (also after a reload to one) it answers
+ * as sb_auth_verify: nothing is looked up or stored and the hits stay put;
+ * entries of an earlier RS/ES key are freed on the first call. */
 int sb_auth_verify_cached(sb_auth_t *a, sb_auth_cache_t *c, const char *token, size_t len, uint64_t now_ms,
                           sb_claims_t *out, const char **code, const char **message);
 size_t sb_auth_cache_hits(const sb_auth_cache_t *c);

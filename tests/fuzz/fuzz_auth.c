@@ -4,14 +4,16 @@
  *
  * The first input byte picks what the rest drives (mode = (byte - '0') % 7, so
  * the seed files start with a readable digit '0'..'6'):
- *   0  a raw token, verified with an HS256 secret (plain and through a cache)
- *   1  a raw token, verified with an RS256 public key
- *   2  a raw token, verified with an ES256 public key
+ *   0  a raw token, verified with an HS256 secret (plain and through
+ *      sb_auth_verify_cached, which skips the cache for HS*)
+ *   1  a raw token, verified with an RS256 public key (plain and cached)
+ *   2  a raw token, verified with an ES256 public key (plain and cached)
  *   3  a payload (JSON text) that this target signs with the HS256 secret, so
  *      the claim checks behind the signature are reached
  *   4  "HEADER\nPAYLOAD": both JSON texts, signed here with the HS256 secret
  *      (drives our header parse and libjwt's on signed tokens)
- *   5  a payload signed here with the RS256 private key (slower: RSA signing)
+ *   5  a payload signed here with the RS256 private key (slower: RSA signing),
+ *      verified plain and cached, so the cache's hits are reached
  *   6  "PATTERN\0ROOM" for sb_auth_match
  * Keys are made once per process in LLVMFuzzerInitialize. Properties checked:
  * a success returns claims within the documented bounds; a cached answer
@@ -33,7 +35,7 @@
 #define NOW_MS 1700000000000ULL
 
 static sb_auth_t *hs_auth, *rs_auth, *es_auth;
-static sb_auth_cache_t *cache;
+static sb_auth_cache_t *hs_cache, *rs_cache, *es_cache; /* one per verifier, as one per key in a worker */
 static EVP_PKEY *rs_key;
 
 static sb_auth_t *make(const char *alg, const char *secret, EVP_PKEY *pk)
@@ -77,8 +79,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     rs_auth = make("RS256", NULL, rs_key);
     es_auth = make("ES256", NULL, ec);
     EVP_PKEY_free(ec);
-    cache = sb_auth_cache_create(8);
-    if (cache == NULL)
+    hs_cache = sb_auth_cache_create(8);
+    rs_cache = sb_auth_cache_create(8);
+    es_cache = sb_auth_cache_create(8);
+    if (hs_cache == NULL || rs_cache == NULL || es_cache == NULL)
         abort();
     return 0;
 }
@@ -123,7 +127,8 @@ static void check_claims(const sb_claims_t *c)
         (void)sb_auth_match(&c->rooms, c->join.items[i]);
 }
 
-static void verify(sb_auth_t *a, const char *tok, size_t len, int with_cache)
+/* cache NULL: the plain verification only */
+static void verify(sb_auth_t *a, sb_auth_cache_t *cache, const char *tok, size_t len)
 {
     sb_claims_t c;
     const char *code = NULL, *msg = NULL;
@@ -134,7 +139,7 @@ static void verify(sb_auth_t *a, const char *tok, size_t len, int with_cache)
         check_code(code, msg);
     else if (rc != SB_ENOMEM)
         abort();
-    if (with_cache) {
+    if (cache != NULL) {
         /* Twice: a miss then (for a valid token) a hit; both must agree with the plain answer. */
         for (int k = 0; k < 2; k++) {
             sb_claims_t cc;
@@ -204,7 +209,7 @@ static void sign_and_verify(const unsigned char *hdr, size_t hlen, const unsigne
     }
     tok[o++] = '.';
     o += b64u(sig, siglen, tok + o);
-    verify(pk == NULL ? hs_auth : rs_auth, tok, o, pk == NULL);
+    verify(pk == NULL ? hs_auth : rs_auth, pk == NULL ? hs_cache : rs_cache, tok, o);
     free(tok);
 }
 
@@ -222,13 +227,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char RS_HEADER[] = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
     switch (mode) {
     case 0:
-        verify(hs_auth, (const char *)in, n, 1);
+        verify(hs_auth, hs_cache, (const char *)in, n);
         break;
     case 1:
-        verify(rs_auth, (const char *)in, n, 0);
+        verify(rs_auth, rs_cache, (const char *)in, n);
         break;
     case 2:
-        verify(es_auth, (const char *)in, n, 0);
+        verify(es_auth, es_cache, (const char *)in, n);
         break;
     case 3:
         sign_and_verify((const unsigned char *)HS_HEADER, sizeof(HS_HEADER) - 1, in, n, NULL);

@@ -755,6 +755,14 @@ static void test_claim_types(void **state)
 
 /* ---------- cache ---------- */
 
+/* The cache is for RS256/ES256 only (HS* skips it), so its behaviour is checked with ES256 tokens. ECDSA
+ * signatures are randomised: every call makes a different token, even for the same payload. */
+static char *es(const char *extra)
+{
+    char p[2048];
+    return tok_pk("ES256", ec, payload_with(p, sizeof(p), extra));
+}
+
 static int verify_c(sb_auth_t *a, sb_auth_cache_t *c, const char *t, uint64_t now_ms, const char **code)
 {
     sb_claims_t cl;
@@ -769,11 +777,11 @@ static int verify_c(sb_auth_t *a, sb_auth_cache_t *c, const char *t, uint64_t no
 static void test_cache_hits_and_expiry(void **state)
 {
     (void)state;
-    sb_auth_t *a = mk((opts_t){.secret = SECRET, .leeway_ms = 2000});
+    sb_auth_t *a = mk((opts_t){.alg = "ES256", .key = ec_path, .leeway_ms = 2000});
     sb_auth_cache_t *c = sb_auth_cache_create(8);
     assert_non_null(c);
     char p[512];
-    char *t = tok_hs("HS256", SECRET, payload_with(p, sizeof(p), FULL));
+    char *t = tok_pk("ES256", ec, payload_with(p, sizeof(p), FULL));
     const char *code = NULL;
     assert_int_equal(verify_c(a, c, t, NOW_MS, &code), 0);
     assert_int_equal(sb_auth_cache_hits(c), 0);
@@ -788,6 +796,13 @@ static void test_cache_hits_and_expiry(void **state)
     sb_claims_free(&cl);
     assert_int_equal(verify_c(a, c, t, NOW_MS + 2000, &code), 0);
     assert_int_equal(sb_auth_cache_hits(c), 2);
+    /* A different token with the same claims (signed again) is a different entry. */
+    char *t2 = tok_pk("ES256", ec, p);
+    assert_string_not_equal(t2, t);
+    assert_int_equal(verify_c(a, c, t2, NOW_MS, &code), 0);
+    assert_int_equal(sb_auth_cache_hits(c), 2);
+    assert_int_equal(sb_auth_cache_size(c), 2);
+    free(t2);
     /* Past exp but within the leeway: still a hit. */
     uint64_t exp_ms = (uint64_t)(NOW_S + 3600) * 1000;
     assert_int_equal(verify_c(a, c, t, exp_ms + 1999, &code), 0);
@@ -796,14 +811,15 @@ static void test_cache_hits_and_expiry(void **state)
     assert_int_equal(verify_c(a, c, t, exp_ms + 2000, &code), SB_EINVAL);
     assert_string_equal(code, "token_expired");
     assert_int_equal(sb_auth_cache_hits(c), 3);
-    assert_int_equal(sb_auth_cache_size(c), 0);
+    assert_int_equal(sb_auth_cache_size(c), 1);
     /* Failures are not cached. */
-    char *bad = tok_hs("HS256", "wrong", p);
+    char *bad = tok_pk("ES256", ec2, p);
     assert_int_equal(verify_c(a, c, bad, NOW_MS, &code), SB_EINVAL);
     assert_int_equal(verify_c(a, c, bad, NOW_MS, &code), SB_EINVAL);
     assert_string_equal(code, "token_invalid");
-    assert_int_equal(sb_auth_cache_size(c), 0);
-    /* A different token with the same claims is a different entry. */
+    assert_int_equal(sb_auth_cache_size(c), 1);
+    assert_int_equal(sb_auth_cache_hits(c), 3);
+    /* An empty token is token_missing, not a lookup. */
     assert_int_equal(sb_auth_verify_cached(a, c, "", 0, NOW_MS, &cl, &code, NULL), SB_EINVAL);
     assert_string_equal(code, "token_missing");
     free(bad);
@@ -812,7 +828,7 @@ static void test_cache_hits_and_expiry(void **state)
 
     /* max 0 caches nothing; a NULL cache verifies directly. */
     c = sb_auth_cache_create(0);
-    t = hs("");
+    t = es("");
     assert_int_equal(verify_c(a, c, t, NOW_MS, &code), 0);
     assert_int_equal(verify_c(a, c, t, NOW_MS, &code), 0);
     assert_int_equal(sb_auth_cache_hits(c), 0);
@@ -826,9 +842,9 @@ static void test_cache_hits_and_expiry(void **state)
 static void test_cache_lru(void **state)
 {
     (void)state;
-    sb_auth_t *a = mk((opts_t){.secret = SECRET});
+    sb_auth_t *a = mk((opts_t){.alg = "ES256", .key = ec_path});
     sb_auth_cache_t *c = sb_auth_cache_create(2);
-    char *t1 = hs("\"n\":1"), *t2 = hs("\"n\":2"), *t3 = hs("\"n\":3");
+    char *t1 = es("\"n\":1"), *t2 = es("\"n\":2"), *t3 = es("\"n\":3");
     const char *code;
     assert_int_equal(verify_c(a, c, t1, NOW_MS, &code), 0);
     assert_int_equal(verify_c(a, c, t2, NOW_MS, &code), 0);
@@ -850,11 +866,46 @@ static void test_cache_lru(void **state)
     sb_auth_free(a);
 }
 
-/* ---------- reload ---------- */
-
-static void test_reload_secret_clears_cache(void **state)
+/* HS* tokens are verified as usual through sb_auth_verify_cached but never stored: an HMAC check is about as
+ * cheap as a hit, and a miss (SHA-256, an entry, allocations) made the cache a loss (src/auth.c, uses_cache). */
+static void test_cache_skips_hs(void **state)
 {
     (void)state;
+    const char *algs[] = {"HS256", "HS384", "HS512"};
+    for (size_t i = 0; i < SB_ARRAY_SIZE(algs); i++) {
+        sb_auth_t *a = mk((opts_t){.alg = algs[i], .secret = SECRET});
+        sb_auth_cache_t *c = sb_auth_cache_create(16);
+        assert_non_null(c);
+        char p[512];
+        char *t = tok_hs(algs[i], SECRET, payload_with(p, sizeof(p), FULL));
+        for (int k = 0; k < 3; k++) {
+            sb_claims_t cl;
+            const char *code = NULL;
+            assert_int_equal(sb_auth_verify_cached(a, c, t, strlen(t), NOW_MS + (uint64_t)k, &cl, &code, NULL), 0);
+            assert_string_equal(cl.sub, "alice");
+            assert_int_equal(cl.exp, NOW_S + 3600);
+            assert_int_equal(cl.rooms.count, 2);
+            assert_string_equal(cl.rooms.items[1], "team:*");
+            assert_string_equal(cl.publish.items[0], "chat:?");
+            sb_claims_free(&cl);
+            assert_int_equal(sb_auth_cache_size(c), 0);
+            assert_int_equal(sb_auth_cache_hits(c), 0);
+        }
+        /* A bad signature still fails, every time. */
+        char *bad = tok_hs(algs[i], "another secret", p);
+        const char *code = NULL;
+        assert_int_equal(verify_c(a, c, bad, NOW_MS, &code), SB_EINVAL);
+        assert_string_equal(code, "token_invalid");
+        assert_int_equal(verify_c(a, c, bad, NOW_MS, &code), SB_EINVAL);
+        assert_string_equal(code, "token_invalid");
+        assert_int_equal(sb_auth_cache_size(c), 0);
+        free(bad);
+        free(t);
+        sb_auth_cache_free(c);
+        sb_auth_free(a);
+    }
+
+    /* A new --jwt-secret by reload: the old token fails at once, the new one passes; still nothing cached. */
     sb_auth_t *a = mk((opts_t){.secret = SECRET});
     sb_auth_cache_t *c = sb_auth_cache_create(16);
     char p[256];
@@ -863,18 +914,46 @@ static void test_reload_secret_clears_cache(void **state)
     char *new_tok = tok_hs("HS256", "the new secret", p);
     const char *code = NULL, *why = NULL;
     assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), 0);
+    assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), SB_EINVAL);
+    sb_config_t cfg = cfg_of(&(opts_t){.secret = "the new secret"});
+    assert_int_equal(sb_auth_reload_from(a, &cfg, &why), 0);
+    assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), SB_EINVAL);
+    assert_string_equal(code, "token_invalid");
+    assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), 0);
+    assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), 0);
+    assert_int_equal(sb_auth_cache_size(c), 0);
+    assert_int_equal(sb_auth_cache_hits(c), 0);
+    free(old_tok);
+    free(new_tok);
+    sb_auth_cache_free(c);
+    sb_auth_free(a);
+}
+
+/* ---------- reload ---------- */
+
+static void test_reload_key_clears_cache(void **state)
+{
+    (void)state;
+    sb_auth_t *a = mk((opts_t){.alg = "ES256", .key = ec_path});
+    sb_auth_cache_t *c = sb_auth_cache_create(16);
+    char p[256];
+    payload_with(p, sizeof(p), "");
+    char *old_tok = tok_pk("ES256", ec, p);
+    char *new_tok = tok_pk("ES256", ec2, p);
+    const char *code = NULL, *why = NULL;
+    assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), 0);
     assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), 0);
     assert_int_equal(sb_auth_cache_hits(c), 1);
     assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), SB_EINVAL);
 
-    /* Plain reload (same secret): the cache is emptied, the token still passes. */
+    /* Plain reload (same key): the cache is emptied, the token still passes. */
     assert_int_equal(sb_auth_reload(a, &why), 0);
     assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), 0);
     assert_int_equal(sb_auth_cache_hits(c), 1);
     assert_int_equal(sb_auth_cache_size(c), 1);
 
-    /* New secret: the cached old token fails, the new one passes. */
-    sb_config_t cfg = cfg_of(&(opts_t){.secret = "the new secret"});
+    /* New key: the cached old token fails, the new one passes. */
+    sb_config_t cfg = cfg_of(&(opts_t){.alg = "ES256", .key = ec2_path});
     assert_int_equal(sb_auth_reload_from(a, &cfg, &why), 0);
     assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), SB_EINVAL);
     assert_string_equal(code, "token_invalid");
@@ -896,6 +975,45 @@ static void test_reload_secret_clears_cache(void **state)
     assert_string_equal(check(a, strdup(new_tok)), "ok");
     free(old_tok);
     free(new_tok);
+    sb_auth_cache_free(c);
+    sb_auth_free(a);
+}
+
+/* A reload may change the algorithm (only anonymous <-> keyed is refused): from ES256 to HS256 the cached ES256
+ * entries are freed on the next call and nothing more is cached; back to ES256, caching resumes. */
+static void test_reload_to_hs_stops_caching(void **state)
+{
+    (void)state;
+    sb_auth_t *a = mk((opts_t){.alg = "ES256", .key = ec_path});
+    sb_auth_cache_t *c = sb_auth_cache_create(16);
+    char *es_tok = es(""), *hs_tok = hs("");
+    const char *code = NULL, *why = NULL;
+    assert_int_equal(verify_c(a, c, es_tok, NOW_MS, &code), 0);
+    assert_int_equal(verify_c(a, c, es_tok, NOW_MS, &code), 0);
+    assert_int_equal(sb_auth_cache_size(c), 1);
+    assert_int_equal(sb_auth_cache_hits(c), 1);
+
+    sb_config_t cfg = cfg_of(&(opts_t){.alg = "HS256", .secret = SECRET});
+    assert_int_equal(sb_auth_reload_from(a, &cfg, &why), 0);
+    /* The cached ES256 token is not served from the cache any more: HS256 is in force. */
+    assert_int_equal(verify_c(a, c, es_tok, NOW_MS, &code), SB_EINVAL);
+    assert_string_equal(code, "token_algorithm");
+    assert_int_equal(sb_auth_cache_size(c), 0);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(verify_c(a, c, hs_tok, NOW_MS, &code), 0);
+    assert_int_equal(sb_auth_cache_size(c), 0);
+    assert_int_equal(sb_auth_cache_hits(c), 1);
+
+    cfg = cfg_of(&(opts_t){.alg = "ES256", .key = ec_path});
+    assert_int_equal(sb_auth_reload_from(a, &cfg, &why), 0);
+    assert_int_equal(verify_c(a, c, hs_tok, NOW_MS, &code), SB_EINVAL);
+    assert_string_equal(code, "token_algorithm");
+    assert_int_equal(verify_c(a, c, es_tok, NOW_MS, &code), 0);
+    assert_int_equal(verify_c(a, c, es_tok, NOW_MS, &code), 0);
+    assert_int_equal(sb_auth_cache_size(c), 1);
+    assert_int_equal(sb_auth_cache_hits(c), 2);
+    free(es_tok);
+    free(hs_tok);
     sb_auth_cache_free(c);
     sb_auth_free(a);
 }
@@ -1425,7 +1543,9 @@ int main(void)
         cmocka_unit_test(test_claim_types),
         cmocka_unit_test(test_cache_hits_and_expiry),
         cmocka_unit_test(test_cache_lru),
-        cmocka_unit_test(test_reload_secret_clears_cache),
+        cmocka_unit_test(test_cache_skips_hs),
+        cmocka_unit_test(test_reload_key_clears_cache),
+        cmocka_unit_test(test_reload_to_hs_stops_caching),
         cmocka_unit_test(test_reload_key_file),
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_claims_copy),
