@@ -183,43 +183,38 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
     size_t h = (size_t)hash_bytes(key, keylen);
     size_t i = find(m, key, keylen, h);
     if (i != SIZE_MAX) {
-        if (m->borrowed) /* the key now lives in the new value */
-            m->entries[i].key = (char *)(uintptr_t)key;
+        if (m->borrowed) /* the key now lives in the new value; never written through */
+            m->entries[i].key = (char *)key;
         m->entries[i].value = value;
         return 0;
     }
     if (keylen == SIZE_MAX)
         return SB_ENOMEM;
-    char *copy;
-    if (m->borrowed) {
-        copy = (char *)(uintptr_t)key; /* never written through: only compared and returned as the entry's key */
-    } else {
-        if ((copy = malloc(keylen + 1)) == NULL)
-            return SB_ENOMEM;
-        if (keylen != 0)
-            memcpy(copy, key, keylen);
-        copy[keylen] = '\0';
-    }
 
     /* Keep live + tombstones at or below 70% so probes stay short and always
      * terminate. The new size targets <= 50% live load, so a rehash is
      * followed by many cheap inserts, and a table full of tombstones is
-     * cleaned without growing. */
+     * cleaned without growing. (A key copy that then fails leaves the same
+     * entries in a larger table.) */
     if ((m->used + 1) * 10 > m->cap * 7) {
         size_t newcap = MIN_CAP;
         while ((m->count + 1) * 2 > newcap) {
-            if (newcap > SIZE_MAX / 2 / sizeof(sb_map_entry_t)) {
-                if (!m->borrowed)
-                    free(copy);
+            if (newcap > SIZE_MAX / 2 / sizeof(sb_map_entry_t))
                 return SB_ENOMEM;
-            }
             newcap *= 2;
         }
-        if (rehash(m, newcap) != 0) {
-            if (!m->borrowed)
-                free(copy);
+        if (rehash(m, newcap) != 0)
             return SB_ENOMEM;
-        }
+    }
+    char *k;
+    if (m->borrowed) {
+        k = (char *)key; /* never written through: only compared and handed back as the entry's key */
+    } else {
+        if ((k = malloc(keylen + 1)) == NULL)
+            return SB_ENOMEM;
+        if (keylen != 0)
+            memcpy(k, key, keylen);
+        k[keylen] = '\0';
     }
 
     size_t mask = m->cap - 1;
@@ -230,7 +225,7 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
     sb_map_entry_t *e = &m->entries[j];
     if (e->key == NULL)
         m->used++;
-    e->key = copy;
+    e->key = k;
     e->keylen = keylen;
     e->hash = h;
     e->value = value;
