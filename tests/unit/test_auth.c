@@ -774,6 +774,20 @@ static int verify_c(sb_auth_t *a, sb_auth_cache_t *c, const char *t, uint64_t no
     return rc;
 }
 
+/* Reloads with o, then: the stale token fails with stale_code, the fresh one passes twice (a miss, then a hit or,
+ * for HS*, a second check). */
+static void reload_then(sb_auth_t *a, sb_auth_cache_t *c, opts_t o, const char *stale, const char *stale_code,
+                        const char *fresh)
+{
+    const char *code = NULL, *why = NULL;
+    sb_config_t cfg = cfg_of(&o);
+    assert_int_equal(sb_auth_reload_from(a, &cfg, &why), 0);
+    assert_int_equal(verify_c(a, c, stale, NOW_MS, &code), SB_EINVAL);
+    assert_string_equal(code, stale_code);
+    assert_int_equal(verify_c(a, c, fresh, NOW_MS, &code), 0);
+    assert_int_equal(verify_c(a, c, fresh, NOW_MS, &code), 0);
+}
+
 static void test_cache_hits_and_expiry(void **state)
 {
     (void)state;
@@ -912,15 +926,10 @@ static void test_cache_skips_hs(void **state)
     payload_with(p, sizeof(p), "");
     char *old_tok = tok_hs("HS256", SECRET, p);
     char *new_tok = tok_hs("HS256", "the new secret", p);
-    const char *code = NULL, *why = NULL;
+    const char *code = NULL;
     assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), 0);
     assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), SB_EINVAL);
-    sb_config_t cfg = cfg_of(&(opts_t){.secret = "the new secret"});
-    assert_int_equal(sb_auth_reload_from(a, &cfg, &why), 0);
-    assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), SB_EINVAL);
-    assert_string_equal(code, "token_invalid");
-    assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), 0);
-    assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), 0);
+    reload_then(a, c, (opts_t){.secret = "the new secret"}, old_tok, "token_invalid", new_tok);
     assert_int_equal(sb_auth_cache_size(c), 0);
     assert_int_equal(sb_auth_cache_hits(c), 0);
     free(old_tok);
@@ -953,14 +962,9 @@ static void test_reload_key_clears_cache(void **state)
     assert_int_equal(sb_auth_cache_size(c), 1);
 
     /* New key: the cached old token fails, the new one passes. */
-    sb_config_t cfg = cfg_of(&(opts_t){.alg = "ES256", .key = ec2_path});
-    assert_int_equal(sb_auth_reload_from(a, &cfg, &why), 0);
-    assert_int_equal(verify_c(a, c, old_tok, NOW_MS, &code), SB_EINVAL);
-    assert_string_equal(code, "token_invalid");
-    assert_int_equal(sb_auth_cache_hits(c), 1);
-    assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), 0);
-    assert_int_equal(verify_c(a, c, new_tok, NOW_MS, &code), 0);
+    reload_then(a, c, (opts_t){.alg = "ES256", .key = ec2_path}, old_tok, "token_invalid", new_tok);
     assert_int_equal(sb_auth_cache_hits(c), 2);
+    sb_config_t cfg;
     /* Plain verify agrees. */
     assert_string_equal(check(a, strdup(old_tok)), "token_invalid");
 
@@ -1004,12 +1008,7 @@ static void test_reload_to_hs_stops_caching(void **state)
     assert_int_equal(sb_auth_cache_size(c), 0);
     assert_int_equal(sb_auth_cache_hits(c), 1);
 
-    cfg = cfg_of(&(opts_t){.alg = "ES256", .key = ec_path});
-    assert_int_equal(sb_auth_reload_from(a, &cfg, &why), 0);
-    assert_int_equal(verify_c(a, c, hs_tok, NOW_MS, &code), SB_EINVAL);
-    assert_string_equal(code, "token_algorithm");
-    assert_int_equal(verify_c(a, c, es_tok, NOW_MS, &code), 0);
-    assert_int_equal(verify_c(a, c, es_tok, NOW_MS, &code), 0);
+    reload_then(a, c, (opts_t){.alg = "ES256", .key = ec_path}, hs_tok, "token_algorithm", es_tok);
     assert_int_equal(sb_auth_cache_size(c), 1);
     assert_int_equal(sb_auth_cache_hits(c), 2);
     free(es_tok);
