@@ -485,7 +485,7 @@ static void backlog_trim(backlog_t *bl)
     for (h2o_linklist_t *l = bl->replaying.next; l != &bl->replaying; l = l->next) {
         recovery_t *r = H2O_STRUCT_FROM_MEMBER(recovery_t, replay_link, l);
         if (r->epoch == bl->epoch) {
-            min = r->from < min ? r->from : min;
+            min = r->from; /* <= base + len: it was base + len when the socket began */
             break;
         }
     }
