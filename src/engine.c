@@ -21,10 +21,12 @@
 #include "switchboard/session.h"
 
 struct sb_eio_conn {
-    char sid[SB_SID_LEN + 1];
+    /* sb_eio_send_msg's fields first: a broadcast reads them for every recipient. */
+    sb_ws_t *ws; /* websocket transport */
     sb_worker_t *w;
     sb_eio_transport_t transport;
     int closing;
+    char sid[SB_SID_LEN + 1];
     int notified; /* session told about the close */
     int awaiting_pong;
     int upgrading; /* probe answered "3probe", waiting for "5" */
@@ -36,7 +38,6 @@ struct sb_eio_conn {
 
     sb_buf_t out;        /* polling: queued payload (0x1e-joined packets) */
     struct poll_op *get; /* polling: the parked GET */
-    sb_ws_t *ws;         /* websocket transport */
     sb_ws_t *probe;      /* websocket being upgraded to */
     int ws_pending;      /* a 101 is being written for this conn */
     int linger;          /* closed by the client with no GET parked: the racing GET still gets its noop */
@@ -409,6 +410,12 @@ void sb_eio_msg_release(sb_eio_msg_t *m)
         free(m->frames);
         m->frames = NULL;
     }
+}
+
+void sb_eio_prefetch(const sb_eio_conn_t *c, int stage)
+{
+    if (c->ws != NULL)
+        sb_ws_prefetch(c->ws, stage);
 }
 
 int sb_eio_send_msg(sb_eio_conn_t *c, sb_eio_msg_t *m)

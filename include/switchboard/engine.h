@@ -52,6 +52,10 @@ void sb_engine_worker_close_all(sb_worker_t *w);
  * connection is then closed with reason "transport error"), SB_EIO when the
  * connection is closing. */
 int sb_eio_send_msg(sb_eio_conn_t *c, sb_eio_msg_t *m);
+/* Cache hints for a fan-out loop, called a few recipients ahead of sb_eio_send_msg: stage 0 asks for the
+ * WebSocket's hot fields (the connection itself must be in cache or on its way), stage 1, later, for the slot the
+ * next frame goes to. Never change anything; any connection, even closing, is fine. */
+void sb_eio_prefetch(const sb_eio_conn_t *c, int stage);
 /* Sends "4" + text (and attachments) to one connection. */
 int sb_eio_send_text(sb_eio_conn_t *c, const char *sio_text, size_t len, size_t nbins, const sb_buf_t *bins);
 

@@ -82,6 +82,9 @@ int sb_ws_send(sb_ws_t *ws, int binary, const void *payload, size_t len);
 /* Queues a shared frame (adds a reference, no copy). Same returns. */
 int sb_ws_send_frame(sb_ws_t *ws, sb_ws_frame_t *f);
 
+/* Cache hints (see sb_eio_prefetch): stage 0 the connection's hot fields, stage 1 its queue's next slot. */
+void sb_ws_prefetch(const sb_ws_t *ws, int stage);
+
 /* Bytes queued and not yet written. */
 size_t sb_ws_queued(const sb_ws_t *ws);
 

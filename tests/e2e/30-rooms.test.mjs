@@ -141,6 +141,38 @@ test('join and leave by user; leave stops delivery', async (t) => {
     await assertDelivery([a, b], { rooms: [room] }, []);
 });
 
+// A room keeps its members in an array: it grows past 64, a leaver's place is
+// taken by the last member, and it shrinks once three quarters have left. The
+// leavers here are taken from the front, the middle and the end, and a
+// disconnect leaves the room too.
+test('a large room: members leave from anywhere, rejoin, and delivery stays exact', async (t) => {
+    const all = await clients(t, 70);
+    const room = uniq('big');
+    await env.be.join({ rooms: [room], sockets: all.map((s) => s.id) });
+    await membersAre(room, all.map((s) => s.id));
+    await assertDelivery(all, { rooms: [room] }, all);
+
+    const leavers = all.filter((s, i) => i < 10 || (i >= 30 && i < 50) || i >= 60 || i % 7 === 3);
+    await env.be.leave({ rooms: [room], sockets: leavers.map((s) => s.id) });
+    let members = all.filter((s) => !leavers.includes(s));
+    assert.ok(members.length < 128 / 4, `few enough members left to shrink the array (${members.length})`);
+    await membersAre(room, members.map((s) => s.id));
+    await assertDelivery(all, { rooms: [room] }, members);
+
+    const back = leavers.filter((s, i) => i % 3 === 0);
+    await env.be.join({ rooms: [room], sockets: back.map((s) => s.id) });
+    members = members.concat(back);
+    await membersAre(room, members.map((s) => s.id));
+    await assertDelivery(all, { rooms: [room] }, members);
+
+    const gone = members[Math.floor(members.length / 2)];
+    gone.disconnect();
+    members = members.filter((s) => s !== gone);
+    await membersAre(room, members.map((s) => s.id));
+    const open = all.filter((s) => s !== gone);
+    await assertDelivery(open, { rooms: [room] }, members);
+});
+
 test('Redis describes a connected socket (contract §5 keys)', async (t) => {
     const [a] = await clients(t, 1);
     // The connect entry is written together with the state: once a backend
