@@ -31,9 +31,8 @@ struct sb_eio_conn {
     int awaiting_pong;
     int upgrading; /* probe answered "3probe", waiting for "5" */
     const char *close_reason;
-    char remote[64]; /* masked, for logs */
-    char addr[64];   /* in full, for per-address rate limits */
-    char *token;     /* Authorization: Bearer of the handshake (never logged) */
+    char addr[INET6_ADDRSTRLEN]; /* in full, for per-address rate limits; "" when unknown (masked only when logged) */
+    char *token;                 /* Authorization: Bearer of the handshake (never logged) */
     void *data;
 
     sb_buf_t out;        /* polling: queued payload (0x1e-joined packets) */
@@ -270,12 +269,8 @@ static sb_eio_conn_t *conn_new(sb_worker_t *w, sb_eio_transport_t transport, h2o
         ok = host;
     } else if (sl > 0 && ss.ss_family == AF_INET6)
         ok = inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-    if (ok == NULL)
-        sb_strcopy(c->remote, sizeof(c->remote), "unknown");
-    else {
+    if (ok != NULL)
         sb_strcopy(c->addr, sizeof(c->addr), host);
-        sb_log_mask_addr(host, c->remote, sizeof(c->remote));
-    }
     ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (ai >= 0) {
         h2o_iovec_t v = req->headers.entries[ai].value;
@@ -531,7 +526,11 @@ sb_worker_t *sb_eio_worker(const sb_eio_conn_t *c)
 }
 const char *sb_eio_remote(const sb_eio_conn_t *c)
 {
-    return c->remote;
+    /* Masked when a log line asks for it, not for every connection: the text lives until the next call on this
+     * thread, long enough for the sb_log call it is an argument of. */
+    static _Thread_local char masked[64];
+    sb_log_mask_addr(c->addr[0] != '\0' ? c->addr : NULL, masked, sizeof(masked));
+    return masked;
 }
 const char *sb_eio_token(const sb_eio_conn_t *c)
 {
@@ -580,7 +579,7 @@ static int on_packet(sb_eio_conn_t *c, const sb_eio_packet_t *p)
         break;
     default:
         /* OPEN, PING and UPGRADE are never sent by a v4 client on an established transport. */
-        sb_log(SB_LOG_WARN, "unexpected engine.io packet, closing", "sid", c->sid, "remote", c->remote, NULL);
+        sb_log(SB_LOG_WARN, "unexpected engine.io packet, closing", "sid", c->sid, "remote", sb_eio_remote(c), NULL);
         sb_eio_close(c, "parse error");
         return SB_EPROTO;
     }
@@ -605,7 +604,7 @@ static void ws_on_message(sb_ws_t *ws, void *ud, int binary, const char *data, s
         p.data = data;
         p.len = len;
     } else if (sb_eio_parse_text(data, len, &p) != 0) {
-        sb_log(SB_LOG_WARN, "malformed engine.io packet, closing", "sid", c->sid, "remote", c->remote, NULL);
+        sb_log(SB_LOG_WARN, "malformed engine.io packet, closing", "sid", c->sid, "remote", sb_eio_remote(c), NULL);
         sb_eio_close(c, "parse error");
         return;
     }
@@ -829,7 +828,7 @@ static void owner_handle(sb_worker_t *w, void *arg)
         int rv = sb_eio_payload_decode(op->body, op->body_len, 0, payload_cb, c);
         if (rv == SB_EPROTO && !c->closing) {
             op_answer_error(op, SB_EIO_ERR_BAD_REQUEST);
-            sb_log(SB_LOG_WARN, "malformed polling payload, closing", "sid", c->sid, "remote", c->remote, NULL);
+            sb_log(SB_LOG_WARN, "malformed polling payload, closing", "sid", c->sid, "remote", sb_eio_remote(c), NULL);
             sb_eio_close(c, "parse error");
             return;
         }

@@ -137,11 +137,11 @@ static size_t find(const sb_map_t *m, const char *key, size_t keylen, size_t h)
         return SIZE_MAX;
     size_t mask = m->cap - 1;
     /* The table is never full (load <= 70%), so the probe ends on an empty slot. */
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
+    for (size_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
         const sb_map_entry_t *e = &m->entries[i];
         if (e->key == NULL)
             return SIZE_MAX;
-        if (e->key != TOMBSTONE && e->hash == h && e->keylen == keylen &&
+        if (e->key != TOMBSTONE && e->hash == (uint32_t)h && e->keylen == keylen &&
             (keylen == 0 || memcmp(e->key, key, keylen) == 0))
             return i;
     }
@@ -188,7 +188,7 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
         m->entries[i].value = value;
         return 0;
     }
-    if (keylen == SIZE_MAX)
+    if (keylen > UINT32_MAX)
         return SB_ENOMEM;
 
     /* Keep live + tombstones at or below 70% so probes stay short and always
@@ -218,7 +218,7 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
     }
 
     size_t mask = m->cap - 1;
-    size_t j = h & mask;
+    size_t j = (uint32_t)h & mask;
     /* Reuse the first tombstone on the probe path: the key is known absent. */
     while (live(&m->entries[j]))
         j = (j + 1) & mask;
@@ -226,8 +226,8 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
     if (e->key == NULL)
         m->used++;
     e->key = k;
-    e->keylen = keylen;
-    e->hash = h;
+    e->keylen = (uint32_t)keylen;
+    e->hash = (uint32_t)h;
     e->value = value;
     m->count++;
     return 0;

@@ -74,9 +74,11 @@ struct sb_ws {
     h2o_socket_t *sock; /* NULL once closed */
     sb_ws_ctx_t *ctx;
     /* Outgoing data frames q[qhead .. qhead+qlen); the first `inflight` are
-     * in the current write. */
+     * in the current write. q is NULL, qinl (two frames, enough for a
+     * connection that gets a message now and then), or malloc'd once more
+     * were queued at a time. */
     sb_ws_frame_t **q;
-    size_t qhead, qlen, qcap, inflight;
+    uint32_t qhead, qlen, qcap, inflight;
     size_t queued; /* bytes of queued + in-flight data frames */
     size_t max_queue;
     int fd; /* the socket's fd for direct writes; -1 for TLS */
@@ -93,7 +95,8 @@ struct sb_ws {
     unsigned notified : 1;
     unsigned pending : 1; /* in ctx->pend, at pend_idx */
     uint32_t pend_idx;
-    size_t sent;                  /* bytes of the in-flight set written so far (plain sockets) */
+    size_t sent; /* bytes of the in-flight set written so far (plain sockets) */
+    sb_ws_frame_t *qinl[2];
     sb_ws_frame_t *pong;          /* latest pong, not yet written */
     sb_ws_frame_t *pong_inflight; /* pong of the current write */
     sb_ws_frame_t *closef;        /* close frame, pending or in flight */
@@ -511,7 +514,8 @@ static void drop_output(sb_ws_t *ws)
 {
     for (size_t i = 0; i < ws->qlen; i++)
         sb_ws_frame_release(ws->q[ws->qhead + i]);
-    free(ws->q);
+    if (ws->q != ws->qinl)
+        free(ws->q);
     ws->q = NULL;
     ws->qhead = ws->qlen = ws->qcap = ws->inflight = ws->sent = 0;
     ws->queued = 0;
@@ -568,7 +572,7 @@ static void destroy(sb_ws_t *ws)
 static void release_written(sb_ws_t *ws)
 {
     for (size_t i = 0; i < ws->inflight; i++) {
-        sb_ws_frame_t *f = ws->q[ws->qhead + i];
+        sb_ws_frame_t *f = ws->q[ws->qhead + (uint32_t)i];
         ws->queued -= f->len;
         sb_ws_frame_release(f);
     }
@@ -578,7 +582,7 @@ static void release_written(sb_ws_t *ws)
     if (ws->qlen == 0) {
         ws->qhead = 0;
         /* Give back the array after a burst; idle connections stay small. */
-        if (ws->qcap > 64) {
+        if (ws->qcap > 64) { /* never the inline pair */
             free(ws->q);
             ws->q = NULL;
             ws->qcap = 0;
@@ -723,16 +727,23 @@ static void flush(sb_ws_t *ws)
 
 static int enqueue(sb_ws_t *ws, sb_ws_frame_t *f)
 {
-    if (ws->qhead + ws->qlen == ws->qcap) {
+    if (ws->q == NULL) {
+        ws->q = ws->qinl;
+        ws->qcap = 2;
+    } else if (ws->qhead + ws->qlen == ws->qcap) {
         if (ws->qhead > 0) {
             /* Only pointers move; in-flight iovecs point at frame data. */
             memmove(ws->q, ws->q + ws->qhead, ws->qlen * sizeof(*ws->q));
             ws->qhead = 0;
         } else {
-            size_t ncap = ws->qcap ? ws->qcap * 2 : 8;
-            sb_ws_frame_t **nq = realloc(ws->q, ncap * sizeof(*nq));
+            if (ws->qcap > UINT32_MAX / 4)
+                return SB_ETOOBIG;
+            uint32_t ncap = ws->qcap < 8 ? 8 : ws->qcap * 2;
+            sb_ws_frame_t **nq = ws->q == ws->qinl ? malloc(ncap * sizeof(*nq)) : realloc(ws->q, ncap * sizeof(*nq));
             if (nq == NULL)
                 return SB_ENOMEM;
+            if (ws->q == ws->qinl)
+                memcpy(nq, ws->qinl, sizeof(ws->qinl));
             ws->q = nq;
             ws->qcap = ncap;
         }

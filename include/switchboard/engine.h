@@ -67,7 +67,8 @@ void sb_eio_close(sb_eio_conn_t *c, const char *reason);
 const char *sb_eio_sid(const sb_eio_conn_t *c);
 sb_eio_transport_t sb_eio_transport(const sb_eio_conn_t *c);
 sb_worker_t *sb_eio_worker(const sb_eio_conn_t *c);
-/* The masked client address for logs. */
+/* The masked client address for logs ("unknown" when not known), formatted on each call into a per-thread buffer
+ * that the next call overwrites: use it as an argument of one sb_log call. */
 const char *sb_eio_remote(const sb_eio_conn_t *c);
 /* The bearer token of the Engine.IO handshake's Authorization header, or NULL. */
 const char *sb_eio_token(const sb_eio_conn_t *c);

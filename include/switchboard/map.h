@@ -9,13 +9,14 @@
 #define SWITCHBOARD_MAP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct sb_map_entry {
     char *key; /* NULL empty; (char*)1 tombstone; else the key: a NUL-terminated malloc'd copy, or the caller's
                   bytes in a borrowed map */
-    size_t keylen;
-    size_t hash;
     void *value;
+    uint32_t keylen; /* keys are at most UINT32_MAX bytes (sb_map_set refuses longer ones) */
+    uint32_t hash;   /* low half of the key's hash: 24-byte entries, and tables never reach 2^32 slots */
 } sb_map_entry_t;
 
 typedef struct sb_map {
