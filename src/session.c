@@ -109,6 +109,9 @@ struct sb_socket {
     sio_conn_t *sc;  /* NULL once closed */
     int state;
     char id[SB_SID_LEN + 1];
+    /* In the room named after its id. That room is implicit here as in Redis: no room or member is allocated for it
+     * (two allocations and a map entry per socket); mark_room finds the socket through the sockets index. */
+    unsigned char own_room;
     const char *nsp; /* points into the config (static for the process) */
     char *user;
     char *auth;          /* the CONNECT payload as JSON text, for a connect webhook; freed once connected */
@@ -211,9 +214,19 @@ static int room_grow(sb_room_t *r)
     return 0;
 }
 
+static int is_own_room(const sb_socket_t *s, const char *room, size_t roomlen)
+{
+    return roomlen == SB_SID_LEN && memcmp(room, s->id, SB_SID_LEN) == 0;
+}
+
 /* Returns 1 when added, 0 when already a member, <0 on error. */
 static int local_join(sb_socket_t *s, const char *room, size_t roomlen)
 {
+    if (is_own_room(s, room, roomlen)) {
+        int added = !s->own_room;
+        s->own_room = 1;
+        return added;
+    }
     if (membership(s, room, roomlen) != NULL)
         return 0;
     char key[MAX_ROOM_KEY];
@@ -276,6 +289,20 @@ static void member_free(sb_worker_t *w, sb_member_t *m)
             r->cap /= 2;
         }
     }
+}
+
+/* Returns 1 when s was in the room, 0 when not. */
+static int local_leave(sb_socket_t *s, const char *room, size_t roomlen)
+{
+    if (is_own_room(s, room, roomlen)) {
+        int was = s->own_room;
+        s->own_room = 0;
+        return was;
+    }
+    sb_member_t *m = membership(s, room, roomlen);
+    if (m != NULL)
+        member_free(s->w, m);
+    return m != NULL;
 }
 
 /* ---- sockets ----------------------------------------------------------------------------------------------------- */
@@ -1867,14 +1894,10 @@ static void reserved_allowed(sb_worker_t *w, int status, long long retry_ms, voi
     }
     size_t rl = strlen(rc->room);
     int changed;
-    if (rc->op == 1) {
+    if (rc->op == 1)
         changed = local_join(s, rc->room, rl) == 1;
-    } else {
-        sb_member_t *m = membership(s, rc->room, rl);
-        changed = m != NULL;
-        if (m != NULL)
-            member_free(w, m);
-    }
+    else
+        changed = local_leave(s, rc->room, rl);
     /* The ack waits for Redis: once the client is told it joined, presence queries must show it. */
     if (changed && sb_store_join(w, s->id, rc->room, rc->op == 1, joined, rc) == 0)
         return;
@@ -2303,21 +2326,29 @@ static void mark_room(sb_worker_t *w, const char *nsp, const char *prefix, json_
         rl += pl;
     }
     sb_room_t *r = room_find(w, nsp, room, rl);
-    if (r == NULL)
-        return;
+    /* The socket whose id this is, when it is in its own (implicit) room. Another socket may have joined a room of
+     * that name too: both get the entry, once each. */
+    sb_socket_t *owner = NULL;
+    if (prefix == NULL && rl == SB_SID_LEN && (owner = sb_map_get(&w->sockets, room, rl)) != NULL &&
+        (!owner->own_room || strcmp(owner->nsp, nsp) != 0))
+        owner = NULL;
     sb_socket_t *only = w->replay_sock;
     if (only != NULL) {
         /* A replay is for one socket: look the room up among its own few memberships rather than walk a room
          * that may hold thousands (every socket connecting during a broadcast replays the entry). */
-        for (h2o_linklist_t *l = only->memberships.next; l != &only->memberships; l = l->next)
+        if (owner == only) {
+            mark_one(only, seq, except, v);
+            return;
+        }
+        for (h2o_linklist_t *l = only->memberships.next; r != NULL && l != &only->memberships; l = l->next)
             if (H2O_STRUCT_FROM_MEMBER(sb_member_t, sock_link, l)->room == r) {
                 mark_one(only, seq, except, v);
                 break;
             }
         return;
     }
-    sb_member_t **mb = r->members;
-    size_t n = r->count;
+    sb_member_t **mb = r != NULL ? r->members : NULL;
+    size_t n = r != NULL ? r->count : 0;
     for (size_t i = 0; i < n; i++) {
         /* Members and their sockets are scattered allocations: ask for them a few members ahead (in the loop: GCC
          * drops a static function made only of prefetches). */
@@ -2330,6 +2361,8 @@ static void mark_room(sb_worker_t *w, const char *nsp, const char *prefix, json_
         if (except || s->rec == NULL || !s->rec->replaying)
             mark_one(s, seq, except, v);
     }
+    if (owner != NULL && (except || owner->rec == NULL || !owner->rec->replaying))
+        mark_one(owner, seq, except, v);
 }
 
 static const char *msg_nsp(sb_worker_t *w, json_t *msg, const char **why)
@@ -2565,14 +2598,10 @@ int sb_session_apply_join(sb_worker_t *w, json_t *msg, int join, const char **wh
             const char *room = json_string_value(it);
             size_t rl = json_string_length(it);
             int changed;
-            if (join) {
+            if (join)
                 changed = local_join(s, room, rl) == 1;
-            } else {
-                sb_member_t *m = membership(s, room, rl);
-                changed = m != NULL;
-                if (m != NULL)
-                    member_free(w, m);
-            }
+            else
+                changed = local_leave(s, room, rl);
             /* The own-id room is implicit in Redis (see docs/redis-keys.md). */
             if (changed && !(rl == SB_SID_LEN && memcmp(room, s->id, rl) == 0)) {
                 s->refs++;

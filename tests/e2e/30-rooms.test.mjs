@@ -44,14 +44,15 @@ async function membersAre(room, sids, nsp = '/') {
 }
 
 // Emits `msg` (an emit op without event/args) and checks exactly `expected`
-// of `all` sockets got it.
-async function assertDelivery(all, msg, expected) {
+// of `all` sockets got it. The barrier goes to `all` by socket id, or to the
+// whole namespace with wholeBarrier (for a socket taken out of its own room).
+async function assertDelivery(all, msg, expected, wholeBarrier = false) {
     const ev = uniq('ev');
     const barrier = uniq('barrier');
     const seen = all.map((s) => record(s, ev));
     const barriers = all.map((s) => nextEvent(s, barrier, 5000));
     await env.be.emit({ ...msg, event: ev, args: ['payload'] });
-    await env.be.emit({ event: barrier, args: [], sockets: all.map((s) => s.id) });
+    await env.be.emit(wholeBarrier ? { event: barrier, args: [] } : { event: barrier, args: [], sockets: all.map((s) => s.id) });
     await waitFor(Promise.all(barriers), 5000, 'barrier events');
     // Wanted receivers got it before their barrier (one ordered bus); give a
     // reordering bug a short chance to show up as an unwanted delivery.
@@ -93,6 +94,26 @@ test('emit to one socket, and a socket is in the room named after its id', async
     const [a, b, c] = await clients(t, 3);
     await assertDelivery([a, b, c], { sockets: [b.id] }, [b]);
     await assertDelivery([a, b, c], { rooms: [c.id] }, [c]);
+});
+
+// The room named after a socket's id is implicit (no room object is kept for
+// it): another socket can still be put in a room of that name, a leave by that
+// name takes both out, and the owner can be put back (here through its user, as
+// it is no longer reachable by its id). 40-namespaces binds it to its namespace.
+test('the own-id room: shared with a joiner, left and rejoined', async (t) => {
+    const [a, b, c] = await clients(t, 3);
+    await env.be.join({ rooms: [b.id], sockets: [a.id] });
+    await membersAre(b.id, [a.id]); // b's own membership is implicit in Redis too
+    await assertDelivery([a, b, c], { rooms: [b.id] }, [a, b]);
+    await assertDelivery([a, b, c], { sockets: [b.id] }, [a, b]);
+    await assertDelivery([a, b, c], { rooms: [b.id], except_sockets: [a.id] }, [b]);
+
+    await env.be.leave({ rooms: [b.id], sockets: [b.id] });
+    await membersAre(b.id, []);
+    await assertDelivery([a, b, c], { sockets: [b.id] }, [], true);
+    await env.be.join({ rooms: [b.id], users: [b.id] }); // anonymous mode: the user id is the socket id
+    await assertDelivery([a, b, c], { sockets: [b.id] }, [b]);
+    void c;
 });
 
 test('emit to the whole namespace, and to all but one socket', async (t) => {

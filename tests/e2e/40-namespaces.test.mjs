@@ -44,6 +44,30 @@ test('a namespace-wide emit to /chat reaches /chat clients only', async (t) => {
     assert.deepEqual(chatSeen, [['for chat']]);
 });
 
+// On one connection that multiplexes both namespaces, an emit to /chat's
+// socket id in "/" would show up on the "/" socket if it reached the connection.
+test('a socket id reaches its socket in its own namespace only', async (t) => {
+    const manager = new Manager(env.url, { transports: ['websocket'], reconnection: false });
+    t.after(() => manager.engine?.close());
+    const main = manager.socket('/');
+    const chat = manager.socket('/chat');
+    await waitFor(
+        Promise.all([waitForEvent(main, 'connect', 5000), waitForEvent(chat, 'connect', 5000)]),
+        5000,
+        'both namespaces to connect',
+    );
+    const ev = uniq('byid');
+    const chatSeen = record(chat, ev);
+    const mainSeen = record(main, ev);
+    await env.be.emit({ namespace: '/', event: ev, args: ['wrong namespace'], sockets: [chat.id] });
+    await env.be.emit({ namespace: '/', event: ev, args: ['wrong namespace'], rooms: [chat.id] });
+    await env.be.emit({ namespace: '/chat', event: ev, args: ['by id'], sockets: [chat.id] });
+    await env.be.emit({ namespace: '/chat', event: ev, args: ['by room'], rooms: [chat.id] });
+    await barrier([[chat, '/chat'], [main, '/']]);
+    assert.deepEqual(chatSeen, [['by id'], ['by room']]);
+    assert.deepEqual(mainSeen, []);
+});
+
 test('stream entries carry the namespace', async (t) => {
     const chat = await env.client(t, '/chat');
     const connect = await env.be.readEvent(entryOf('connect', chat.id), 5000);
