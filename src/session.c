@@ -119,7 +119,7 @@ struct sb_socket {
     int admin;           /* a dashboard socket on /_admin: never in Redis, no rooms */
     h2o_linklist_t admin_link;
     int expiring_sent;       /* $token_expiring was sent for the current exp */
-    h2o_linklist_t exp_link; /* in the worker's list of sockets with a token (expiry sweep) */
+    h2o_linklist_t exp_link; /* in the worker's list of sockets with a token, by exp (expiry sweep) */
     sb_worker_t *w;
     int refs;
     h2o_linklist_t memberships; /* sb_member_t.sock_link */
@@ -757,6 +757,18 @@ static void replay_step(sb_socket_t *s);
 static void replay_timer_cb(h2o_timeout_entry_t *e);
 
 /* The socket is registered (or recovered) in Redis: answer the CONNECT, and start what follows it. */
+/* Puts s in the worker's token list, kept in exp order so that the sweep reads only what is due. A new token
+ * usually expires last: the walk starts from the tail. */
+static void token_track(sb_worker_t *w, sb_socket_t *s)
+{
+    if (h2o_linklist_is_linked(&s->exp_link))
+        h2o_linklist_unlink(&s->exp_link);
+    h2o_linklist_t *l = w->token_sockets.prev;
+    while (l != &w->token_sockets && H2O_STRUCT_FROM_MEMBER(sb_socket_t, exp_link, l)->claims->exp > s->claims->exp)
+        l = l->prev;
+    h2o_linklist_insert(l->next, &s->exp_link); /* before l's successor: after l */
+}
+
 static void connected(sb_socket_t *s)
 {
     sb_worker_t *w = s->w;
@@ -768,7 +780,7 @@ static void connected(sb_socket_t *s)
         w->idx);
     sb_metric_set(SB_M(w)->sockets, w->idx, (double)atomic_load(&w->stats.sockets));
     if (s->claims != NULL)
-        h2o_linklist_insert(&w->token_sockets, &s->exp_link);
+        token_track(w, s);
     sb_buf_t sio;
     sb_buf_init(&sio, 0);
     /* With recovery on, the answer carries the private session id (socket id and secret: only this client knows
@@ -1944,6 +1956,8 @@ static void handle_refresh(sb_socket_t *s, int64_t ack_id, json_t *arg)
     sb_claims_free(s->claims);
     *s->claims = fresh;
     s->expiring_sent = 0;
+    if (h2o_linklist_is_linked(&s->exp_link))
+        token_track(w, s); /* its place follows the new exp */
     answer(s, ack_id, json_pack("{s:b,s:I}", "ok", 1, "exp", (json_int_t)s->claims->exp));
 }
 
@@ -2720,7 +2734,9 @@ int sb_session_apply_ack_raw(sb_worker_t *w, const char *sid, size_t sidlen, int
     return 0;
 }
 
-/* Every second: warn sockets whose token expires soon, disconnect those whose token expired. */
+/* Every second: warn sockets whose token expires soon, disconnect those whose token expired. The list is in exp
+ * order: the walk ends at the first token that is neither (only the sockets inside the warning window are read
+ * again each second, not every socket with a token). */
 static void expiry_sweep_cb(h2o_timeout_entry_t *e)
 {
     sb_worker_t *w = (sb_worker_t *)((char *)e - offsetof(sb_worker_t, expiry_tick));
@@ -2729,6 +2745,8 @@ static void expiry_sweep_cb(h2o_timeout_entry_t *e)
         sb_socket_t *s = H2O_STRUCT_FROM_MEMBER(sb_socket_t, exp_link, l);
         l = l->next;
         uint64_t exp_ms = (uint64_t)s->claims->exp * 1000;
+        if (now + w->cfg->jwt_expiry_warning_ms < exp_ms)
+            break;
         if (now >= exp_ms + w->cfg->jwt_leeway_ms) {
             sb_log(SB_LOG_DEBUG, "token expired without $refresh, disconnecting", "socket", s->id, NULL);
             sb_buf_t sio;

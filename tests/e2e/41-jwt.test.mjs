@@ -12,7 +12,7 @@ import { setupFile } from './lib/fixture.mjs';
 import { startSwitchboard } from './lib/harness.mjs';
 import { emitWithAckArgs, nextEvent, sioClose, sioConnect } from './lib/clients.mjs';
 import { algConfusionToken, claims, generateKeys, noneToken, sign, tamper, withAlg } from './lib/jwt.mjs';
-import { waitForEvent } from './lib/util.mjs';
+import { record, waitForEvent } from './lib/util.mjs';
 
 const SECRET = 'e2e-secret-41';
 let env; // HS256 nodes (two, sharing a Redis)
@@ -142,6 +142,29 @@ test('anonymous clients of an anonymous node may not use $join', async (t) => {
     const s = await sioConnect(anon.url, '/');
     t.after(() => sioClose(s));
     assert.equal((await emitWithAckArgs(s, '$join', [{ room: 'any' }]))[0].error.code, 'forbidden');
+});
+
+// The sweep reads the token list in exp order and stops at the first token not
+// yet due: a token connected after a later one, and a token refreshed to an
+// earlier exp, must still be warned and expired on time, and the later one
+// left alone.
+test('expiry follows exp, not connection order; a refresh moves a socket', async (t) => {
+    const far = await connect(hs({ sub: 'far', ttl: 600 }));
+    t.after(() => sioClose(far));
+    const farSeen = record(far, '$token_expiring');
+    const moved = await connect(hs({ sub: 'moved', ttl: 600 }));
+    t.after(() => sioClose(moved));
+    const soon = await connect(hs({ sub: 'soon', ttl: 4 }));
+    t.after(() => sioClose(soon));
+    const warned = [soon, moved].map((s) => nextEvent(s, '$token_expiring', 8000));
+    const ended = [soon, moved].map((s) => waitForEvent(s, 'disconnect', 10000, 'the expiry disconnect'));
+    const ok = await emitWithAckArgs(moved, '$refresh', [{ token: hs({ sub: 'moved', ttl: 4 }) }]);
+    assert.equal(ok[0].ok, true);
+    await Promise.all(warned);
+    for (const [reason] of await Promise.all(ended)) assert.equal(reason, 'io server disconnect');
+    // Four sweeps ran meanwhile: the later token was read and left alone by each.
+    assert.ok(far.connected, 'the later token stays connected');
+    assert.deepEqual(farSeen, []);
 });
 
 test('$refresh replaces the token; another user is refused; expiry warns, then disconnects', async (t) => {
