@@ -2755,7 +2755,7 @@ static void expiry_sweep_cb(h2o_timeout_entry_t *e)
                 send_packet_text(s, &sio);
             sb_buf_free(&sio);
             socket_close(s, "token expired");
-        } else if (!s->expiring_sent && now + w->cfg->jwt_expiry_warning_ms >= exp_ms) {
+        } else if (!s->expiring_sent) { /* inside the warning window (the break above) */
             s->expiring_sent = 1;
             json_t *args = json_pack("[{s:I}]", "exp", (json_int_t)s->claims->exp);
             sb_sio_encoded_t enc;

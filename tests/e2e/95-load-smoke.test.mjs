@@ -153,3 +153,13 @@ test('events (rate): 10 of 20 clients emit 400 events/s in total for 1 s', async
     assert.ok(r.events_sent >= 380 && r.events_sent <= 401, `about 400 events (${r.events_sent})`);
     assertEventsExact(r);
 });
+
+test('pagefault measures a first touch of fresh memory, one JSON line', async () => {
+    const { stdout } = await run(path.join(binDir, 'pagefault'), ['4'], { timeout: 30000 });
+    const r = JSON.parse(stdout.trim());
+    assert.equal(r.mib, 4);
+    for (const k of ['us_per_page_faulted', 'us_per_page_populated', 'us_per_page_thp'])
+        assert.ok(Number.isFinite(r[k]) && r[k] > 0, `${k} is a positive figure: ${stdout}`);
+    assert.equal(typeof r.thp_madvise, 'boolean');
+    await assert.rejects(run(path.join(binDir, 'pagefault'), ['0']), (e) => e.code === 2);
+});

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the load generator (sbload) and the frame-only floor server into $1.
+# Builds the load generator (sbload), the frame-only floor server and pagefault into $1.
 #   tests/load/build.sh /tmp/sbload-bin [extra CFLAGS...]
 # Needs gcc, pkg-config, libevent 2.1, OpenSSL and hiredis (all in scripts/install-deps.sh).
 set -eu
@@ -17,3 +17,4 @@ $CC $CFLAGS -o "$out/sbload" "$here/sbload.c" "$here/lg_client.c" "$here/lg_back
     "$here/lg_stats.c" $ev $ssl $hr
 # shellcheck disable=SC2086
 $CC $CFLAGS -o "$out/floor" "$here/floor.c" $ssl
+$CC $CFLAGS -o "$out/pagefault" "$here/pagefault.c"
