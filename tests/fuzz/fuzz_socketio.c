@@ -63,6 +63,30 @@ static void reencode(const sb_sio_packet_t *p)
     json_decref(data);
 }
 
+/* 1 when some object in v has the key "$binary" itself (a key like "h\"$binary" only looks like it in the text). */
+static int has_binary_key(const json_t *v, int depth)
+{
+    if (depth > 64)
+        return 0;
+    const char *k;
+    const json_t *item;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, item)
+        {
+            if (strcmp(k, "$binary") == 0 || has_binary_key(item, depth + 1))
+                return 1;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            if (has_binary_key(item, depth + 1))
+                return 1;
+        }
+    }
+    return 0;
+}
+
 static void check_plain(const char *s, size_t n)
 {
     if (!sb_sio_json_plain(s, n))
@@ -72,7 +96,7 @@ static void check_plain(const char *s, size_t n)
     if (v == NULL)
         abort();
     char *d = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-    if (d == NULL || strlen(d) != n || memcmp(d, s, n) != 0 || strstr(d, "\"$binary\":") != NULL)
+    if (d == NULL || strlen(d) != n || memcmp(d, s, n) != 0 || has_binary_key(v, 0))
         abort();
     free(d);
     json_decref(v);

@@ -71,6 +71,7 @@ SIO = {
     "bin_twice": "51-[\"e\"," + PH0 + "," + PH0 + "]",
     "bin_big_count": "5999999-[\"e\"," + PH0 + "]",
     "dollar_binary": '2["e",{"$binary":"AQID"},' + PH0 + "]",
+    "dollar_binary_lookalike": '2["",{"h\\"$binary":5}]',  # a key that only looks like "$binary" in the text
     "ack_id_big": '218446744073709551616["e"]',
 }
 for name, data in SIO.items():
