@@ -2744,10 +2744,12 @@ static void expiry_sweep_cb(h2o_timeout_entry_t *e)
     for (h2o_linklist_t *l = w->token_sockets.next; l != &w->token_sockets;) {
         sb_socket_t *s = H2O_STRUCT_FROM_MEMBER(sb_socket_t, exp_link, l);
         l = l->next;
-        uint64_t exp_ms = (uint64_t)s->claims->exp * 1000;
+        /* Saturating, as the verifier's: an exp far in the future must not wrap around into the past. */
+        int64_t exp = s->claims->exp;
+        uint64_t exp_ms = exp <= 0 ? 0 : (uint64_t)exp > UINT64_MAX / 1000 ? UINT64_MAX : (uint64_t)exp * 1000;
         if (now + w->cfg->jwt_expiry_warning_ms < exp_ms)
             break;
-        if (now >= exp_ms + w->cfg->jwt_leeway_ms) {
+        if (now >= exp_ms && now - exp_ms >= w->cfg->jwt_leeway_ms) {
             sb_log(SB_LOG_DEBUG, "token expired without $refresh, disconnecting", "socket", s->id, NULL);
             sb_buf_t sio;
             sb_buf_init(&sio, 0);

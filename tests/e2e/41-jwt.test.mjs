@@ -167,6 +167,21 @@ test('expiry follows exp, not connection order; a refresh moves a socket', async
     assert.deepEqual(farSeen, []);
 });
 
+// exp * 1000 of this exp is 2^64 + 384 ms: computed in 64 bits it wraps to
+// the first second of 1970, and the sweep would disconnect the socket at once.
+test('an exp far in the future never wraps around into the past', async (t) => {
+    const payload = `{"sub":"forever","iss":"iss-1","aud":"aud-1","exp":18446744073709552}`;
+    const s = await connect(sign(payload, { secret: SECRET }));
+    t.after(() => sioClose(s));
+    const warned = record(s, '$token_expiring');
+    const ok = await emitWithAckArgs(s, '$refresh', [{ token: sign(payload, { secret: SECRET }) }]);
+    assert.equal(ok[0].ok, true);
+    // Sweeps run every second; the connection must outlive a few of them.
+    await assert.rejects(waitForEvent(s, 'disconnect', 2500, 'a disconnect'), /timed out/);
+    assert.ok(s.connected);
+    assert.deepEqual(warned, []);
+});
+
 test('$refresh replaces the token; another user is refused; expiry warns, then disconnects', async (t) => {
     const s = await connect(hs({ sub: 'frank', ttl: 3 }));
     t.after(() => sioClose(s));
