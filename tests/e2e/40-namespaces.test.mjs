@@ -27,6 +27,20 @@ async function barrier(pairs) {
     await quietPeriod(150); // reordering margin, see 30-rooms
 }
 
+// One connection (one Manager) with a socket in "/" and one in "/chat".
+async function multiplexed(t) {
+    const manager = new Manager(env.url, { transports: ['websocket'], reconnection: false });
+    t.after(() => manager.engine?.close());
+    const main = manager.socket('/');
+    const chat = manager.socket('/chat');
+    await waitFor(
+        Promise.all([waitForEvent(main, 'connect', 5000), waitForEvent(chat, 'connect', 5000)]),
+        5000,
+        'both namespaces to connect',
+    );
+    return { main, chat };
+}
+
 test('a namespace-wide emit to /chat reaches /chat clients only', async (t) => {
     const chat = await env.client(t, '/chat');
     const main = await env.client(t, '/');
@@ -47,15 +61,7 @@ test('a namespace-wide emit to /chat reaches /chat clients only', async (t) => {
 // On one connection that multiplexes both namespaces, an emit to /chat's
 // socket id in "/" would show up on the "/" socket if it reached the connection.
 test('a socket id reaches its socket in its own namespace only', async (t) => {
-    const manager = new Manager(env.url, { transports: ['websocket'], reconnection: false });
-    t.after(() => manager.engine?.close());
-    const main = manager.socket('/');
-    const chat = manager.socket('/chat');
-    await waitFor(
-        Promise.all([waitForEvent(main, 'connect', 5000), waitForEvent(chat, 'connect', 5000)]),
-        5000,
-        'both namespaces to connect',
-    );
+    const { main, chat } = await multiplexed(t);
     const ev = uniq('byid');
     const chatSeen = record(chat, ev);
     const mainSeen = record(main, ev);
@@ -79,15 +85,7 @@ test('stream entries carry the namespace', async (t) => {
 });
 
 test('one connection multiplexes "/" and "/chat"; rooms are per namespace', async (t) => {
-    const manager = new Manager(env.url, { transports: ['websocket'], reconnection: false });
-    t.after(() => manager.engine?.close());
-    const main = manager.socket('/');
-    const chat = manager.socket('/chat');
-    await waitFor(
-        Promise.all([waitForEvent(main, 'connect', 5000), waitForEvent(chat, 'connect', 5000)]),
-        5000,
-        'both namespaces to connect',
-    );
+    const { main, chat } = await multiplexed(t);
     assert.notEqual(main.id, chat.id, 'one socket id per namespace');
 
     const room = uniq('shared-name');
