@@ -131,17 +131,17 @@ static int live(const sb_map_entry_t *e)
 }
 
 /* Index of the live entry holding key, or SIZE_MAX. */
-static size_t find(const sb_map_t *m, const char *key, size_t keylen, size_t h)
+static size_t find(const sb_map_t *m, const char *key, size_t keylen, uint32_t h)
 {
     if (m->cap == 0)
         return SIZE_MAX;
     size_t mask = m->cap - 1;
     /* The table is never full (load <= 70%), so the probe ends on an empty slot. */
-    for (size_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
         const sb_map_entry_t *e = &m->entries[i];
         if (e->key == NULL)
             return SIZE_MAX;
-        if (e->key != TOMBSTONE && e->hash == (uint32_t)h && e->keylen == keylen &&
+        if (e->key != TOMBSTONE && e->hash == h && e->keylen == keylen &&
             (keylen == 0 || memcmp(e->key, key, keylen) == 0))
             return i;
     }
@@ -174,13 +174,13 @@ void *sb_map_get(const sb_map_t *m, const char *key, size_t keylen)
 {
     if (m->cap == 0)
         return NULL;
-    size_t i = find(m, key, keylen, (size_t)hash_bytes(key, keylen));
+    size_t i = find(m, key, keylen, (uint32_t)hash_bytes(key, keylen));
     return i == SIZE_MAX ? NULL : m->entries[i].value;
 }
 
 int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
 {
-    size_t h = (size_t)hash_bytes(key, keylen);
+    uint32_t h = (uint32_t)hash_bytes(key, keylen); /* the entries keep its low half */
     size_t i = find(m, key, keylen, h);
     if (i != SIZE_MAX) {
         if (m->borrowed) /* the key now lives in the new value; never written through */
@@ -218,7 +218,7 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
     }
 
     size_t mask = m->cap - 1;
-    size_t j = (uint32_t)h & mask;
+    size_t j = h & mask;
     /* Reuse the first tombstone on the probe path: the key is known absent. */
     while (live(&m->entries[j]))
         j = (j + 1) & mask;
@@ -227,7 +227,7 @@ int sb_map_set(sb_map_t *m, const char *key, size_t keylen, void *value)
         m->used++;
     e->key = k;
     e->keylen = (uint32_t)keylen;
-    e->hash = (uint32_t)h;
+    e->hash = h;
     e->value = value;
     m->count++;
     return 0;
@@ -237,7 +237,7 @@ void *sb_map_del(sb_map_t *m, const char *key, size_t keylen)
 {
     if (m->cap == 0)
         return NULL;
-    size_t i = find(m, key, keylen, (size_t)hash_bytes(key, keylen));
+    size_t i = find(m, key, keylen, (uint32_t)hash_bytes(key, keylen));
     if (i == SIZE_MAX)
         return NULL;
     sb_map_entry_t *e = &m->entries[i];

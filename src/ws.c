@@ -572,7 +572,7 @@ static void destroy(sb_ws_t *ws)
 static void release_written(sb_ws_t *ws)
 {
     for (size_t i = 0; i < ws->inflight; i++) {
-        sb_ws_frame_t *f = ws->q[ws->qhead + (uint32_t)i];
+        sb_ws_frame_t *f = ws->q[ws->qhead + i];
         ws->queued -= f->len;
         sb_ws_frame_release(f);
     }
